@@ -1,0 +1,1 @@
+"""PyTorch → NIR export, NIR interpreter, ONNX and quantization (lensnet_deploy.export)."""

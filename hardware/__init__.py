@@ -1,0 +1,1 @@
+"""Integer semantics, simulators, the Lava backend and Loihi targets (lensnet_deploy.hardware)."""

@@ -1,0 +1,25 @@
+"""lensnet-deploy: LENS-Net checkpoint → NIR → integers → Lava/Loihi, bit-exact.
+
+Importing this package also makes lava-nc 0.10 importable on Python 3.11
+(see :mod:`lensnet_deploy.lava_compat`).
+"""
+
+from __future__ import annotations
+
+from . import lava_compat as _lava_compat
+
+_lava_compat.install()
+
+from .checkpoint import load_lensnet, save_lensnet  # noqa: E402
+from .errors import CheckpointError, DatasetError, LensNetDeployError, ResourceError  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DatasetError",
+    "LensNetDeployError",
+    "ResourceError",
+    "load_lensnet",
+    "save_lensnet",
+]

@@ -1,0 +1,5 @@
+"""``python -m lensnet_deploy`` runs the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""Load LENS-Net checkpoints (the authors' ``.pth`` and our safetensors) strictly."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_path
+from .errors import CheckpointError
+from .model_zoo import VARIANTS, LensNet, LensNetConfig, variant_config
+from .model_zoo.registry import zoo_checkpoint, zoo_entries
+
+FORMAT_TAG = "lensnet-deploy/checkpoint-1"
+SHOW_KEYS = 3
+
+
+def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """Find the state_dict inside a loaded object: bare, under ``state_dict`` or ``model``."""
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{source}: no state_dict found (expected a dict of tensors)")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source}: no tensors found in the checkpoint")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError, IndexError, KeyError, TypeError, OSError) as err:
+        text = str(err).strip()
+        if "Weights only load failed" in text:
+            reason = "it holds objects other than tensors, or is corrupt"
+        else:
+            reason = (text.splitlines()[0] if text else type(err).__name__)[:160]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{reason}") from None
+    return _unwrap(obj, str(path))
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {err}") from None
+    return tensors, meta
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors (and safetensors metadata) from a checkpoint file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    return _read_torch(path), {}
+
+
+def _describe(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOW_KEYS])
+    more = f", … {len(keys) - SHOW_KEYS} more" if len(keys) > SHOW_KEYS else ""
+    return shown + more
+
+
+def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, source: str,
+                     variant_name: str) -> None:
+    """Raise one CheckpointError naming missing, unexpected and mis-shaped keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shaped = [f"{k} {list(state[k].shape)}≠{list(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_describe(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_describe(unexpected)})")
+    if shaped:
+        problems.append(f"{len(shaped)} mis-shaped keys (file≠model: {_describe(shaped)})")
+    if problems:
+        raise CheckpointError(f"{source} does not match LENS-Net variant {variant_name!r}: " + "; ".join(problems))
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{source}: tensor {k} holds NaN or Inf values")
+
+
+def _config_from_meta(meta: Mapping[str, str], source: str) -> LensNetConfig | None:
+    if "lensnet_config" not in meta:
+        return None
+    try:
+        return LensNetConfig.from_dict(json.loads(meta["lensnet_config"]))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{source}: invalid LENS-Net config in metadata: {err}") from None
+
+
+def load_lensnet(path_or_name: str | os.PathLike[str],
+                 variant: str | LensNetConfig | dict | None = None) -> LensNet:
+    """Build a LENS-Net and load a checkpoint strictly; returns it in eval mode.
+
+    ``path_or_name`` is a checkpoint file (the authors' ``.pth``/``.pt``: bare
+    state_dict, or under ``state_dict``/``model``, ``module.`` prefixes removed;
+    or a safetensors file written by :func:`save_lensnet`) or a zoo model name.
+    ``variant`` (a name of ``VARIANTS``, a config or a dict) fixes the shape;
+    by default it comes from the file's metadata, else the authors' full model.
+    ``model.input_size`` is the zoo's native size, else the variant's.
+    """
+    text = os.fspath(path_or_name)
+    path = Path(text)
+    if not path.exists():
+        zoo_file = zoo_checkpoint(text)
+        if zoo_file is not None:
+            if not zoo_file.exists():
+                raise CheckpointError(f"zoo model {text!r}: checkpoint file {zoo_file} is missing")
+            path = zoo_file
+        elif text in VARIANTS:
+            trained = ", ".join(zoo_entries()) or "none yet"
+            raise CheckpointError(f"{text!r} is a LENS-Net variant with no trained checkpoint in the zoo "
+                                  f"(trained: {trained}); pass a checkpoint file")
+        else:
+            known = ", ".join(zoo_entries()) or "none yet"
+            raise CheckpointError(f"{text}: no such checkpoint file or zoo model (zoo models: {known})")
+    state, meta = read_state_dict(path)
+    if variant is not None:
+        try:
+            config = variant_config(variant)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
+        name = variant if isinstance(variant, str) else "custom"
+    else:
+        config = _config_from_meta(meta, str(path)) or variant_config(None)
+        name = meta.get("lensnet_variant", "lensnet")
+    model = LensNet(config)
+    check_state_dict(state, model, str(path), name)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def save_lensnet(model: LensNet, path: str | os.PathLike[str], variant: str = "custom",
+                 extra: Mapping[str, str] | None = None, half: bool = False) -> Path:
+    """Write ``model`` as safetensors with its config in the metadata (atomically)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {"format": FORMAT_TAG, "lensnet_variant": variant,
+            "lensnet_config": json.dumps(model.config.to_dict())}
+    meta.update(extra or {})
+    path = Path(path)
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(state, str(tmp), metadata=meta)
+    return path

@@ -1,0 +1,186 @@
+"""The ``lensnet-deploy`` command line. Every subcommand fails with one line and a
+non-zero exit code on bad input (exit codes: 0 ok, 1 internal error, 2 bad
+input or usage, 3 resource limit, 130 interrupted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import LensNetDeployError, ResourceError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_RESOURCE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _size(values: Sequence[int] | None) -> tuple[int, int] | None:
+    return None if values is None else (int(values[0]), int(values[1]))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import load_lensnet
+    from .predict import predict_dir
+    from .progress import batch_bar
+
+    model = load_lensnet(args.checkpoint, variant=args.variant)
+    size = _size(args.size) or model.input_size
+    written = predict_dir(model, args.images, args.out, size=size, batch_size=args.batch_size,
+                          progress=lambda g, n: batch_bar(g, n, "predict"))
+    print(f"wrote {len(written)} saliency maps ({size[0]}x{size[1]} input) to {args.out}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .atomic import write_text_atomic
+    from .metrics import evaluate_dirs, format_table
+    from .progress import bar
+
+    results, n, resized = evaluate_dirs(args.pred, args.gt, progress=lambda p: bar(p, "evaluate"))
+    print(f"{n} image pairs: {args.pred} vs {args.gt}"
+          + (f" ({resized} predictions resized to their mask)" if resized else ""))
+    print(format_table({"score": results}))
+    if args.json:
+        payload = {**results, "pairs": n, "pred": str(args.pred), "gt": str(args.gt)}
+        write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .model_zoo import VARIANTS
+    from .model_zoo.registry import zoo_entries, zoo_entry
+
+    if args.zoo_command == "info":
+        entry = zoo_entry(args.name)
+        if entry is None:
+            if args.name in VARIANTS:
+                cfg = VARIANTS[args.name]
+                print(json.dumps({"variant": args.name, "trained": False, "config": cfg.to_dict()},
+                                 indent=2))
+                return EXIT_OK
+            raise LensNetDeployError(f"{args.name!r}: no such zoo model (see `lensnet-deploy zoo list`)")
+        print(json.dumps(entry, indent=2))
+        return EXIT_OK
+    entries = zoo_entries()
+    print(f"{'name':<16}{'trained':<9}{'input':<10}{'params':>10}  metrics (ORSSD test, float)")
+    for name, cfg in VARIANTS.items():
+        entry = entries.get(name)
+        from .model_zoo import LensNet
+
+        params = sum(p.numel() for p in LensNet(cfg).parameters())
+        h, w = cfg.input_size
+        metrics = ""
+        if entry and "metrics" in entry:
+            m = entry["metrics"]
+            metrics = f"S {m['smeasure']:.4f}  MAE {m['mae']:.4f}"
+        print(f"{name:<16}{'yes' if entry else 'no':<9}{f'{h}x{w}':<10}{params / 1e6:>9.2f}M  {metrics}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .progress import bar
+    from .train import TrainConfig, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(variant=args.variant, data_root=str(args.data_root),
+                      train_sets=tuple(args.sets), input_size=args.input_size or 0,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      decay_rate=args.decay_rate, decay_epochs=args.decay_epochs, clip=args.clip,
+                      seed=args.seed, holdout=args.holdout, val_every=args.val_every,
+                      save_every=args.save_every, max_pairs=args.max_pairs)
+    trainer = Trainer(cfg, args.out, cache_dir=str(args.cache or args.out),
+                      progress=lambda it, desc, unit="img": bar(it, desc, unit=unit),
+                      log=lambda s: print(s, flush=True))
+    history = trainer.run(max_steps=args.max_steps)
+    if history:
+        last = history[-1]
+        print(f"epoch {last['epoch']}: train loss {last['train_loss']:.4f}; best hold-out "
+              f"S-measure {trainer.best:.4f}; run folder {args.out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lensnet-deploy",
+        description="LENS-Net from PyTorch to NIR, integers, Lava and Loihi.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="float inference: saliency PNGs for a folder of images")
+    p.add_argument("checkpoint", metavar="CKPT_OR_NAME", help="checkpoint file or zoo model name")
+    p.add_argument("--images", required=True, type=Path, help="folder of input images")
+    p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                   help="network input size (multiples of 16; default: the model's native size)")
+    p.add_argument("--variant", help="LENS-Net variant of a .pth checkpoint (default: the full model)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="S-measure, MAE, F, E and weighted F of saliency maps")
+    p.add_argument("--pred", required=True, type=Path, help="folder of predicted maps (PNG)")
+    p.add_argument("--gt", required=True, type=Path, help="folder of ground-truth masks")
+    p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")
+    p.add_argument("--variant", default="lensnet-tiny", help="variant name (default lensnet-tiny)")
+    p.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
+    p.add_argument("--sets", nargs="+", default=["ORSSD/train", "EORSSD/train"],
+                   help="training sets as NAME/split under the data root")
+    p.add_argument("--out", type=Path, required=True, help="run folder (resumed when it has state.pt)")
+    p.add_argument("--cache", type=Path, help="folder for the decoded-image cache (default: --out)")
+    p.add_argument("--input-size", type=int, help="square input side (default: the variant's)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--decay-rate", type=float, default=0.1)
+    p.add_argument("--decay-epochs", type=int, default=30)
+    p.add_argument("--clip", type=float, default=0.5, help="element-wise gradient clamp")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout", type=int, default=100, help="training pairs held out for validation")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--save-every", type=int, default=50, help="save the resume state every N steps")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (resume later)")
+    p.add_argument("--max-pairs", type=int, default=0, help="use only the first N pairs (tests)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("zoo", help="list or describe the model zoo")
+    zsub = p.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    zsub.add_parser("list", help="variants and trained checkpoints")
+    zi = zsub.add_parser("info", help="one model's registry entry")
+    zi.add_argument("name")
+    p.set_defaults(func=cmd_zoo)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None,
+        parser_factory: Callable[[], argparse.ArgumentParser] = build_parser) -> int:
+    parser = parser_factory()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ResourceError as err:
+        print(f"lensnet-deploy {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_RESOURCE
+    except LensNetDeployError as err:
+        print(f"lensnet-deploy {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except ValueError as err:
+        print(f"lensnet-deploy {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"lensnet-deploy {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(f"lensnet-deploy {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))

@@ -1,0 +1,85 @@
+"""Float inference writing saliency PNGs the authors' way.
+
+p1 logits → bilinear resize to the image's own size (align_corners False) →
+sigmoid → min-max to [0, 1] → ×255 truncated to uint8 → PNG named by stem.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .atomic import write_bytes_atomic
+from .datasets import list_images, normalize, read_image
+from .errors import DatasetError
+from .model_zoo import check_input_size
+
+
+def saliency_map(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """One 1×H×W (or H×W) logit map → H'×W' uint8 saliency at ``size`` (H', W')."""
+    x = logits.reshape(1, 1, *logits.shape[-2:]).float()
+    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    s = torch.sigmoid(x).squeeze().cpu().numpy()
+    s = (s - s.min()) / (s.max() - s.min() + 1e-8)
+    return (s * 255).astype(np.uint8)
+
+
+def write_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write a uint8 H×W array as a grayscale PNG, atomically."""
+    buf = io.BytesIO()
+    Image.fromarray(array, "L").save(buf, format="PNG")
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def check_output_dir(out_dir: str | os.PathLike[str], *inputs: str | os.PathLike[str]) -> Path:
+    """Refuse an output folder that is one of the input folders (never overwrite inputs)."""
+    out = Path(out_dir)
+    for src in inputs:
+        if out.resolve() == Path(src).resolve():
+            raise DatasetError(f"{out}: output folder is the input folder; choose another")
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DatasetError(f"{out}: cannot create output folder ({err.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise DatasetError(f"{out}: output folder is not writable")
+    return out
+
+
+def batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_dir(model: torch.nn.Module, images_dir: str | os.PathLike[str],
+                out_dir: str | os.PathLike[str], size: tuple[int, int] | None = None,
+                batch_size: int = 4,
+                progress: Callable[[Iterable, int], Iterable] | None = None) -> list[Path]:
+    """Predict every image of ``images_dir`` at ``size`` and write ``out_dir/<stem>.png``."""
+    size = tuple(size or model.input_size)  # type: ignore[assignment]
+    check_input_size(size)
+    files = list_images(images_dir)
+    out = check_output_dir(out_dir, images_dir)
+    written: list[Path] = []
+    groups = list(batches(files, max(1, batch_size)))
+    iterator = progress(groups, len(files)) if progress else groups
+    model.eval()
+    for group in iterator:
+        rgbs = [read_image(p) for p in group]
+        x = torch.stack([normalize(img, size) for img in rgbs])
+        with torch.no_grad():
+            p1 = model(x)[0]
+        for path, img, logits in zip(group, rgbs, p1):
+            target = out / f"{path.stem}.png"
+            write_png(saliency_map(logits, (img.height, img.width)), target)
+            written.append(target)
+    return written

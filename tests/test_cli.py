@@ -1,0 +1,134 @@
+"""The command line: predict and evaluate end to end, and one clear line per bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DATASETS, SAMPLES, SHARED, needs_shared
+from PIL import Image
+
+from lensnet_deploy import save_lensnet
+
+PAPER_MAPS = SHARED / "reference" / "lensnet-paper-maps" / "ORSSD-T4"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lensnet_deploy", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "error:" in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def micro_ckpt(tmp_path_factory, micro_model) -> Path:
+    return save_lensnet(micro_model, tmp_path_factory.mktemp("ckpt") / "micro.safetensors", "lensnet-micro")
+
+
+def test_predict_then_evaluate_on_the_bundled_samples(tmp_path, micro_ckpt):
+    out = tmp_path / "maps"
+    proc = cli("predict", micro_ckpt, "--images", SAMPLES / "Image", "--out", out, "--batch-size", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 12 saliency maps (64x64 input)" in proc.stdout
+    for src in sorted((SAMPLES / "Image").iterdir()):
+        pred = Image.open(out / f"{src.stem}.png")
+        assert pred.mode == "L" and pred.size == Image.open(src).size
+        arr = np.asarray(pred)
+        assert arr.min() == 0 and arr.max() >= 254
+    proc = cli("evaluate", "--pred", out, "--gt", SAMPLES / "GT", "--json", tmp_path / "m.json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert data["pairs"] == 12
+    assert {"smeasure", "mae", "wfmeasure", "max_fmeasure", "mean_fmeasure", "adp_fmeasure",
+            "max_emeasure", "mean_emeasure", "adp_emeasure"} <= set(data)
+    assert f"{data['smeasure']:.4f}" in proc.stdout
+    assert 0.0 <= data["mae"] <= 1.0
+
+
+@needs_shared(PAPER_MAPS)
+@needs_shared(DATASETS)
+def test_evaluate_paper_maps_prints_the_headline(tmp_path):
+    proc = cli("evaluate", "--pred", PAPER_MAPS, "--gt", DATASETS / "ORSSD" / "test-labels",
+               "--json", tmp_path / "paper.json")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("S-measure") and line.endswith("0.9279") for line in lines)
+    assert any(line.startswith("MAE") and line.endswith("0.0110") for line in lines)
+    data = json.loads((tmp_path / "paper.json").read_text())
+    assert round(data["smeasure"], 4) == 0.9279 and round(data["mae"], 4) == 0.0110
+
+
+def test_missing_checkpoint(tmp_path):
+    one_line_error(cli("predict", tmp_path / "nope.pth", "--images", SAMPLES / "Image", "--out", tmp_path / "o"),
+                   "nope.pth", "no such checkpoint file")
+
+
+def test_truncated_checkpoint(tmp_path, micro_ckpt):
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(micro_ckpt.read_bytes()[:5000])
+    one_line_error(cli("predict", bad, "--images", SAMPLES / "Image", "--out", tmp_path / "o"),
+                   "cut.safetensors", "truncated or corrupt")
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "junk.pth"
+    bad.write_bytes(b"\x80\x04 definitely not pickle" * 10)
+    one_line_error(cli("predict", bad, "--images", SAMPLES / "Image", "--out", tmp_path / "o"),
+                   "junk.pth", "not a readable PyTorch checkpoint")
+
+
+def test_checkpoint_of_another_architecture(tmp_path):
+    import torch
+
+    other = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)}, other)
+    one_line_error(cli("predict", other, "--images", SAMPLES / "Image", "--out", tmp_path / "o"),
+                   "does not match LENS-Net", "810 missing keys", "2 unexpected keys")
+
+
+def test_size_not_multiple_of_16(tmp_path, micro_ckpt):
+    one_line_error(cli("predict", micro_ckpt, "--images", SAMPLES / "Image", "--out", tmp_path / "o",
+                       "--size", "100", "100"), "100x100", "multiples of 16")
+
+
+def test_empty_image_folder(tmp_path, micro_ckpt):
+    (tmp_path / "empty").mkdir()
+    one_line_error(cli("predict", micro_ckpt, "--images", tmp_path / "empty", "--out", tmp_path / "o"),
+                   "empty", "no image files")
+
+
+def test_unreadable_image(tmp_path, micro_ckpt):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "0001.jpg").write_bytes(b"garbage, not a jpeg")
+    one_line_error(cli("predict", micro_ckpt, "--images", folder, "--out", tmp_path / "o"),
+                   "0001.jpg", "unreadable image")
+
+
+def test_image_mask_name_mismatch(tmp_path):
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for f in sorted((SAMPLES / "GT").iterdir())[:3]:
+        (pred / f.name).write_bytes(f.read_bytes())
+    Image.new("L", (8, 8)).save(pred / "9999.png")
+    one_line_error(cli("evaluate", "--pred", pred, "--gt", SAMPLES / "GT"),
+                   "1 prediction(s) with no mask (9999.png)", "9 mask(s) with no prediction")
+
+
+def test_output_folder_must_not_be_the_input(tmp_path, micro_ckpt):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    src = sorted((SAMPLES / "Image").iterdir())[0]
+    (folder / src.name).write_bytes(src.read_bytes())
+    before = (folder / src.name).read_bytes()
+    one_line_error(cli("predict", micro_ckpt, "--images", folder, "--out", folder), "output folder is the input")
+    assert (folder / src.name).read_bytes() == before
