@@ -12,6 +12,7 @@ _lava_compat.install()
 
 from .checkpoint import load_lensnet, save_lensnet  # noqa: E402
 from .errors import CheckpointError, DatasetError, LensNetDeployError, ResourceError  # noqa: E402
+from .export import export_nir, run_nir  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,8 @@ __all__ = [
     "DatasetError",
     "LensNetDeployError",
     "ResourceError",
+    "export_nir",
     "load_lensnet",
+    "run_nir",
     "save_lensnet",
 ]

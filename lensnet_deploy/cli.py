@@ -104,6 +104,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import load_lensnet
+    from .errors import LensNetDeployError as Err
+
+    model = load_lensnet(args.checkpoint, variant=args.variant)
+    size = _size(args.input_size) or model.input_size
+    out = Path(args.output)
+    src = Path(args.checkpoint)
+    if src.exists() and out.resolve() == src.resolve():
+        raise Err(f"{out}: output would overwrite the input checkpoint")
+    if args.format == "onnx":
+        from .export.onnx_export import compare_onnx, export_onnx
+
+        export_onnx(model, size, out)
+        import torch
+
+        images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+        diff = compare_onnx(out, model, images)
+        print(f"wrote {out} (ONNX, input {size[0]}x{size[1]}); onnxruntime vs PyTorch max |Δ| = {diff:.2e}")
+        return EXIT_OK
+    from .export import export_nir, write_nir
+    from .export.summary import summarize
+
+    graph = export_nir(model, size)
+    write_nir(graph, out)
+    summary = summarize(graph)
+    print(f"wrote {out} (NIR {out.stat().st_size / 2**20:.1f} MB, input {size[0]}x{size[1]}, float64)")
+    print(summary.format())
+    if args.summary_json:
+        from .atomic import write_text_atomic
+
+        write_text_atomic(args.summary_json, json.dumps(summary.to_dict(), indent=1) + "\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lensnet-deploy",
@@ -125,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True, type=Path, help="folder of ground-truth masks")
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a checkpoint to an exact NIR graph (or ONNX)")
+    p.add_argument("checkpoint", metavar="CKPT_OR_NAME", help="checkpoint file or zoo model name")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="input size (multiples of 16; default: the model's native size)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output file (.nir or .onnx)")
+    p.add_argument("--format", choices=("nir", "onnx"), default="nir")
+    p.add_argument("--variant", help="LENS-Net variant of a .pth checkpoint (default: the full model)")
+    p.add_argument("--summary-json", type=Path, help="also write the export summary as JSON")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")
     p.add_argument("--variant", default="lensnet-tiny", help="variant name (default lensnet-tiny)")

@@ -132,3 +132,33 @@ def test_output_folder_must_not_be_the_input(tmp_path, micro_ckpt):
     before = (folder / src.name).read_bytes()
     one_line_error(cli("predict", micro_ckpt, "--images", folder, "--out", folder), "output folder is the input")
     assert (folder / src.name).read_bytes() == before
+
+
+def test_export_nir_and_onnx(tmp_path, micro_ckpt):
+    import nir
+
+    out = tmp_path / "micro.nir"
+    proc = cli("export", micro_ckpt, "-o", out, "--summary-json", tmp_path / "s.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "input 64x64" in proc.stdout and "of synaptic operations" in proc.stdout
+    assert "attention ×2" in proc.stdout
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["standard_synop_share"] > 0.9 and summary["spike_layers"] == 79
+    assert len(nir.read(out).nodes) == sum(summary["nodes_by_type"].values())
+    proc = cli("export", micro_ckpt, "-o", tmp_path / "micro.onnx", "--format", "onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert "onnxruntime vs PyTorch max |Δ|" in proc.stdout
+    assert float(proc.stdout.rsplit("=", 1)[1]) <= 1e-4
+
+
+def test_export_refuses_to_overwrite_its_input(tmp_path, micro_ckpt):
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(micro_ckpt.read_bytes())
+    one_line_error(cli("export", ckpt, "-o", ckpt), "would overwrite the input checkpoint")
+    assert ckpt.read_bytes() == micro_ckpt.read_bytes()
+
+
+def test_export_bad_size(tmp_path, micro_ckpt):
+    one_line_error(cli("export", micro_ckpt, "-o", tmp_path / "x.nir", "--input-size", "60", "64"),
+                   "60x64", "multiples of 16")
+    assert not (tmp_path / "x.nir").exists()
