@@ -9,6 +9,7 @@ allowed difference.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -57,38 +58,71 @@ def apply_views(counts: torch.Tensor, views: list[dict]) -> torch.Tensor:
     return counts
 
 
-def torch_spikes_and_ties(model: LensNet, images: torch.Tensor, tie_ulps: float = 0.0) -> tuple[tuple, dict, dict]:
+def torch_spikes_and_ties(model: LensNet, images: torch.Tensor,
+                          precision_ties: bool = False) -> tuple[tuple, dict, dict]:
     """Logits, integer spike counts and tie masks per PyTorch call.
 
-    A tie is x = k + 0.5 exactly with k odd (where ties-to-even and a strict
-    threshold disagree) or, with ``tie_ulps`` > 0, any x within that many
-    units in the last place (of the model's dtype) of some k + 0.5, where the
-    model's own rounding errors decide the count.
+    A tie is x = k + 0.5 exactly with k odd, where ``torch.round`` (half to
+    even) and a strict threshold disagree. With ``precision_ties`` (float32
+    models), a neuron also counts as a tie when the same layer computed in
+    float64 from the same input spikes would give another count: the float32
+    model's own rounding decided it (PyTorch's two CPU convolution paths
+    disagree on such neurons too).
     """
     counts: dict[str, torch.Tensor] = {}
     ties: dict[str, torch.Tensor] = {}
+
+    def call_key(module: MultiSpike, seen: dict[str, int]) -> str:
+        seen[module.name] = seen.get(module.name, 0) + 1
+        return module.name if seen[module.name] == 1 else f"{module.name}#{seen[module.name]}"
+
     seen: dict[str, int] = {}
 
     def hook(module: MultiSpike, args):
         (x,) = args
-        seen[module.name] = seen.get(module.name, 0) + 1
-        key = module.name if seen[module.name] == 1 else f"{module.name}#{seen[module.name]}"
+        key = call_key(module, seen)
         half = torch.floor(x) + 0.5
-        dist = (x - half).abs()
         odd = torch.remainder(torch.floor(x), 2) == 1
-        tol = tie_ulps * torch.finfo(x.dtype).eps * half.abs()
-        inside = (half > 0) & (half < module.max_count)
-        ties[key] = inside & (((dist == 0) & odd) | ((dist > 0) & (dist <= tol)))
+        ties[key] = (half > 0) & (half < module.max_count) & (x == half) & odd
         counts[key] = torch.round(torch.clamp(x, 0, module.max_count)).to(torch.int64)
 
-    handles = [m.register_forward_pre_hook(hook) for m in model.spiking_modules().values()]
+    with _hooks(model, pre=hook):
+        out = model(images)
+    if precision_ties:
+        wide = copy.deepcopy(model).double()
+        seen64: dict[str, int] = {}
+        pending: dict[int, str] = {}
+
+        def pre64(module: MultiSpike, args):
+            (x,) = args
+            key = call_key(module, seen64)
+            pending[id(module)] = key
+            own = torch.round(torch.clamp(x, 0, module.max_count)).to(torch.int64)
+            ties[key] = ties[key] | (own != counts[key])
+
+        def post64(module: MultiSpike, args, output):
+            key = pending.pop(id(module))
+            return counts[key].to(torch.float64) / module.max_count  # same spikes as the float32 model
+
+        with _hooks(wide, pre=pre64, post=post64):
+            wide(images.double())
+    return out, counts, ties
+
+
+@contextlib.contextmanager
+def _hooks(model: LensNet, pre=None, post=None):
+    handles = []
+    for m in model.spiking_modules().values():
+        if pre is not None:
+            handles.append(m.register_forward_pre_hook(pre))
+        if post is not None:
+            handles.append(m.register_forward_hook(post))
     try:
         with torch.no_grad():
-            out = model(images)
+            yield
     finally:
         for h in handles:
             h.remove()
-    return out, counts, ties
 
 
 def _tie_forcing(layers: dict, torch_counts: dict, ties: dict) -> tuple[dict, int]:
@@ -121,7 +155,7 @@ def _tie_forcing(layers: dict, torch_counts: dict, ties: dict) -> tuple[dict, in
 
 
 def compare_with_torch(model: LensNet, graph: nir.NIRGraph, images: torch.Tensor,
-                       dtype: torch.dtype = torch.float32, tie_ulps: float = 0.0) -> SpikeComparison:
+                       dtype: torch.dtype = torch.float32, precision_ties: bool = False) -> SpikeComparison:
     """Run both on ``images``; every PyTorch spike call must be reproduced by a NIR layer.
 
     PyTorch's float32 can land exactly on k + 0.5, where ``torch.round``
@@ -130,13 +164,13 @@ def compare_with_torch(model: LensNet, graph: nir.NIRGraph, images: torch.Tensor
     each tie (``forced_ties``) and then requires every neuron to match; the
     free-running result is reported beside it. ``dtype`` runs the PyTorch
     model in float32 (as users run it) or float64 (no rounding of its own);
-    ``tie_ulps`` widens ties to values that close to k + 0.5 (see
-    :func:`torch_spikes_and_ties`).
+    ``precision_ties`` also replays the neurons that the float32 model's own
+    rounding decided (see :func:`torch_spikes_and_ties`).
     """
     info = C.model_info(graph) or {}
     layers = info.get("spike_layers", {})
     reference = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
-    logits, torch_counts, ties = torch_spikes_and_ties(reference, images.to(dtype), tie_ulps)
+    logits, torch_counts, ties = torch_spikes_and_ties(reference, images.to(dtype), precision_ties)
     force, forced = _tie_forcing(layers, torch_counts, ties)
     result = SpikeComparison(forced_ties=forced)
     free = run_nir_full(graph, images)

@@ -52,6 +52,15 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from .model_zoo import VARIANTS
     from .model_zoo.registry import zoo_entries, zoo_entry
 
+    if args.zoo_command == "register":
+        from .zoo import register_model
+
+        entry = register_model(args.name, args.run, args.data_root, args.status, args.command_line,
+                               hardware=args.hardware, half=args.half)
+        m = entry["metrics"]
+        print(f"registered {args.name}: {entry['file']} ({entry['file_size_bytes'] / 2**20:.2f} MB), ORSSD test "
+              f"S {m['smeasure']:.4f} MAE {m['mae']:.4f}")
+        return EXIT_OK
     if args.zoo_command == "info":
         entry = zoo_entry(args.name)
         if entry is None:
@@ -201,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     zsub.add_parser("list", help="variants and trained checkpoints")
     zi = zsub.add_parser("info", help="one model's registry entry")
     zi.add_argument("name")
+    zr = zsub.add_parser("register", help="(maintainers) add a training run's best checkpoint to the zoo")
+    zr.add_argument("name")
+    zr.add_argument("--run", type=Path, required=True, help="training run folder")
+    zr.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
+    zr.add_argument("--status", default="trained", help="e.g. 'training in progress (epoch 12 of 80)'")
+    zr.add_argument("--command", dest="command_line", required=True, help="the command that trains/resumes it")
+    zr.add_argument("--hardware", help="where it was trained (default: this machine)")
+    zr.add_argument("--half", action="store_true", help="store float16 weights")
     p.set_defaults(func=cmd_zoo)
     return parser
 

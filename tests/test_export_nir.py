@@ -68,7 +68,7 @@ def test_full_lensnet_at_352_is_spike_exact():
     graph, images = export_nir(model, (352, 352)), real_images(352)
     f64 = compare_with_torch(model, graph, images, dtype=torch.float64)
     assert f64.free_mismatched == 0 and f64.free_max_logit_diff <= 1e-12
-    f32 = compare_with_torch(model, graph, images, tie_ulps=4)
+    f32 = compare_with_torch(model, graph, images, precision_ties=True)
     assert f32.mismatched_outside_ties == 0
     assert f32.max_logit_diff <= 1e-4
 
@@ -131,7 +131,7 @@ def test_validator_names_the_broken_extension(micro_model, change, message):
 def test_validator_catches_a_port_of_nothing(micro_model):
     graph = export_nir(micro_model, (64, 64))
     _tamper(graph, "backbone.block3.0.attn.product.in0", C.PORT_KEY, lambda d: d.update(of="nowhere"))
-    with pytest.raises(C.NIRConventionError, match="belongs to 'nowhere'"):
+    with pytest.raises(C.NIRConventionError, match="belongs to 'nowhere'|operand 0 .* is not its port number 0"):
         C.validate(graph)
 
 
@@ -183,3 +183,19 @@ def test_run_nir_on_plain_graphs_from_other_tools():
                        edges=[("input", "lif"), ("lif", "output")], metadata={})
     with pytest.raises(C.NIRConventionError, match="stateful LIF"):
         run_nir(lif, torch.zeros(1, 2))
+
+
+def test_zoo_weights_are_spike_exact_on_real_images():
+    """The zoo's trained lensnet-tiny at its native 128² and at 96²; trained weights put more
+    pre-activations near thresholds, so float32-decided neurons are replayed (and counted)."""
+    from lensnet_deploy import load_lensnet
+
+    model = load_lensnet("lensnet-tiny")
+    for size in (128, 96):
+        graph, images = export_nir(model, (size, size)), real_images(size, 3)
+        f64 = compare_with_torch(model, graph, images, dtype=torch.float64)
+        assert f64.free_mismatched == 0 and f64.free_max_logit_diff <= 1e-12
+        f32 = compare_with_torch(model, graph, images, precision_ties=True)
+        assert f32.mismatched == 0 and f32.mismatched_outside_ties == 0
+        assert f32.ties <= 10  # a handful of neurons among millions
+        assert f32.max_logit_diff <= 1e-4

@@ -34,14 +34,16 @@ def test_state_dict_matches_the_authors_keys_and_shapes():
 
 def test_forward_equals_the_authors_code_on_random_weights():
     """Fixture made by running the authors' LENS_Net (7dra/LENS-Net) on randomize_(seed=7)
-    weights and a seeded 1×3×64×96 input; our model must give the same float32 logits."""
+    weights and a seeded 1×3×64×96 input. With the same thread count on this machine the
+    logits are bit-identical (measured: max |Δ| = 0.0 at 64×64, 128×96 and 352×352); other
+    thread counts change oneDNN's float32 summation order by an ulp or so, hence 1e-5."""
     ref = np.load(FIXTURES / "authors_lensnet_seed7_64x96.npz")
     model = randomize_(LensNet(), seed=7).eval()
     with torch.no_grad():
         out = model(torch.from_numpy(ref["image"]))
     for name, ours in zip(("p1", "p2", "p3", "p4"), out):
         assert ours.shape == (1, 1, 64, 96)
-        assert float((ours - torch.from_numpy(ref[name])).abs().max()) == 0.0, name
+        assert float((ours - torch.from_numpy(ref[name])).abs().max()) <= 1e-5, name
 
 
 def test_variants_change_widths_blocks_heads_and_spike_limit():
