@@ -1,1 +1,1 @@
-"""Integer semantics, simulators, the Lava backend and Loihi targets (lensnet_deploy.hardware)."""
+"""Integer semantics, quantization, simulators, Lava backend, Loihi targets (lensnet_deploy.hardware)."""

@@ -1,0 +1,100 @@
+"""Quantization (docs/integer_semantics.md draft v0) and the integer simulation."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import SAMPLES
+from lensnet_deploy.export.capture import capture_lensnet
+from lensnet_deploy.export.ir import Graph
+from lensnet_deploy.export.passes import run_passes
+from lensnet_deploy.hardware.int_sim import _bilinear_int, pixels_from_images, simulate_int
+from lensnet_deploy.hardware.quantize import PIXEL_OFFSET, STATE_MAX, _thresholds, quantize_ir
+from lensnet_deploy.model_zoo import VARIANTS, LensNet
+from lensnet_deploy.model_zoo.random_weights import randomize_
+
+from lensnet_deploy.datasets import list_images, load_images
+
+
+@pytest.fixture(scope="module")
+def micro_int():
+    model = randomize_(LensNet(VARIANTS["lensnet-micro"]), seed=2).eval()
+    graph = run_passes(capture_lensnet(model, (64, 64)))
+    return model, graph, *quantize_ir(graph)
+
+
+def test_integer_parameters_fit_their_widths(micro_int):
+    _, _, q, report = micro_int
+    for n in q.of_op("conv"):
+        assert n.attrs["w_int"].dtype == np.int64 and np.abs(n.attrs["w_int"]).max() <= 127
+        assert n.attrs["exp"] >= 0
+    assert all(r["bound"] <= STATE_MAX for r in report.rows)
+    assert report.worst()["bound"] > 2**10  # the bound is not vacuous
+
+
+def test_thresholds_round_ties_down_hand_computed():
+    g = Graph()
+    g.add("input", "input", [], (1, 1, 1))
+    g.add("c", "conv", ["input"], (2, 1, 1), weight=np.ones((2, 1, 1, 1)), bias=None, stride=(1, 1),
+          padding=(0, 0), groups=1)
+    g.nodes["c"].attrs["shift"] = np.array([1, 3])
+    # shift 1: θ = floor((k − ½)·2) = 1, 3, 5, 7;  shift 3: 4, 12, 20, 28
+    assert _thresholds(g, "c", 4, 2).tolist() == [[1, 3, 5, 7], [4, 12, 20, 28]]
+
+
+def test_integer_bilinear_is_exactly_scaled_real_bilinear():
+    rng = np.random.default_rng(0)
+    p = torch.from_numpy(rng.integers(-1000, 1000, size=(2, 1, 5, 7)))
+    for f in (2, 4, 16):
+        ints = _bilinear_int(p, f)
+        real = F.interpolate(p.double(), scale_factor=f, mode="bilinear", align_corners=False)
+        assert ints.dtype == torch.int64
+        assert float((ints.double() - real * (2 * f) ** 2).abs().max()) < 1e-6  # real side rounds, ints exact
+
+
+def test_pixels_are_recovered_from_normalised_images():
+    files = list_images(SAMPLES / "Image")[:2]
+    x = load_images(files, (32, 32))
+    px = pixels_from_images(x) + torch.tensor(PIXEL_OFFSET).view(1, 3, 1, 1)
+    from PIL import Image
+
+    ref = np.asarray(Image.open(files[0]).convert("RGB").resize((32, 32), Image.BILINEAR))
+    assert px[0].permute(1, 2, 0).numpy().tolist() == ref.tolist()
+
+
+def test_fast_path_equals_the_float64_reference_bit_for_bit(micro_int):
+    _, _, q, _ = micro_int
+    x = load_images(list_images(SAMPLES / "Image")[:3], (64, 64))
+    ref, fast = simulate_int(q, x), simulate_int(q, x, fast=True)
+    assert all(torch.equal(a, b) for a, b in zip(ref.raw, fast.raw))
+    assert all(torch.equal(ref.spike_counts[k], fast.spike_counts[k]) for k in ref.spike_counts)
+    assert all(r.dtype == torch.int64 for r in ref.raw)
+
+
+def test_one_weight_off_by_one_is_caught(micro_int):
+    _, _, q, _ = micro_int
+    x = load_images(list_images(SAMPLES / "Image")[:2], (64, 64))
+    base = simulate_int(q, x)
+    changed = q.copy()
+    conv = changed.nodes["backbone.downsample1_1.encode_conv"]
+    conv.attrs["w_int"] = conv.attrs["w_int"].copy()
+    conv.attrs["w_int"][0, 0, 3, 3] += 1
+    other = simulate_int(changed, x)
+    first = "backbone.ConvBlock1_1.0.Conv.spike1"
+    assert not torch.equal(base.spike_counts[first], other.spike_counts[first]) or not all(
+        torch.equal(a, b) for a, b in zip(base.raw, other.raw))
+
+
+def test_integer_model_tracks_the_float_model(micro_int):
+    model, graph, q, _ = micro_int
+    x = load_images(list_images(SAMPLES / "Image"), (64, 64))
+    run = simulate_int(q, x)
+    with torch.no_grad():
+        ref = model(x)
+    first = "backbone.ConvBlock1_1.0.Conv.spike1"
+    from lensnet_deploy.export.ir_exec import run_ir
+
+    float_counts = run_ir(graph, x, keep=True)[first].round().long()
+    assert float((float_counts == run.spike_counts[first]).double().mean()) > 0.99
+    corr = torch.corrcoef(torch.stack([run.logits[0].flatten(), ref[0].double().flatten()]))[0, 1]
+    assert float(corr) > 0.9
