@@ -136,7 +136,8 @@ def quantize_ir(graph: Graph) -> tuple[Graph, QuantReport]:
             bias = n.attrs["bias"] if n.attrs["bias"] is not None else np.zeros(n.shape[0])
             n.attrs["b_int"] = np.rint(bias * np.exp2(s)).astype(np.int64)
         elif n.op == "gate":
-            n.attrs["mult"] = np.rint(n.attrs["scale"] * np.exp2(n.attrs["shift"] + GATE_SHIFT - GATE_BITS)).astype(np.int64)
+            mult = n.attrs["scale"] * np.exp2(n.attrs["shift"] + GATE_SHIFT - GATE_BITS)
+            n.attrs["mult"] = np.rint(mult).astype(np.int64)
             n.attrs["r"] = GATE_SHIFT
     for n in g:
         if n.op == "spike":
