@@ -62,6 +62,7 @@ CONVENTION = "lensnet-nir-ext"
 VERSION = 1
 EXT_KEY, PORT_KEY, ROLE_KEY, SPIKE_KEY = "lensnet.ext", "lensnet.port", "lensnet.role", "lensnet.spike"
 GROUPS_KEY = "lensnet.groups"
+MAXPOOL_KEY = "lensnet.maxpool"  # on the SumPool2d/Threshold pairs of a global max pool of spikes
 GRAPH_KEYS = ("lensnet.convention", "lensnet.version", "lensnet.model")
 EXT_OPERANDS = {"attention": 3, "sigmoid": 1, "gate": 2, "upsample_nearest": 1, "bilinear": 1, "global_maxpool": 1}
 

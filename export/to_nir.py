@@ -133,10 +133,11 @@ class _Lowering:
         outs = []
         for k, plane in enumerate(self.outputs_of[src.name], start=1):
             pool = nir.SumPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
+            pool.metadata = {C.ROLE_KEY: "pooled_sum", C.MAXPOOL_KEY: n.name}
             self.put(f"{n.name}.s{k}.sum", pool)
             self.edges.append((plane, f"{n.name}.s{k}.sum"))
             any_spike = nir.Threshold(threshold=_plane_threshold(0.5, n.shape))
-            any_spike.metadata = {C.ROLE_KEY: "pooled_plane"}
+            any_spike.metadata = {C.ROLE_KEY: "pooled_plane", C.MAXPOOL_KEY: n.name}
             self.put(f"{n.name}.s{k}", any_spike)
             self.edges.append((f"{n.name}.s{k}.sum", f"{n.name}.s{k}"))
             outs.append(f"{n.name}.s{k}")

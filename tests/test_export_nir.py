@@ -199,3 +199,21 @@ def test_zoo_weights_are_spike_exact_on_real_images():
         assert f32.mismatched == 0 and f32.mismatched_outside_ties == 0
         assert f32.ties <= 10  # a handful of neurons among millions
         assert f32.max_logit_diff <= 1e-4
+
+
+def test_from_nir_recovers_the_folded_ir(tmp_path, micro_model):
+    from collections import Counter
+
+    from lensnet_deploy.export.capture import capture_lensnet
+    from lensnet_deploy.export.from_nir import from_nir
+    from lensnet_deploy.export.ir_exec import run_ir
+    from lensnet_deploy.export.passes import run_passes
+    from lensnet_deploy.export.to_nir import to_nir
+
+    ir = run_passes(capture_lensnet(micro_model, (64, 64)))
+    back = from_nir(read_nir(write_nir(to_nir(ir), tmp_path / "m.nir")))
+    assert Counter(n.op for n in back) == Counter(n.op for n in ir)
+    assert {n.name for n in back.of_op("spike")} == {n.name for n in ir.of_op("spike")}
+    x = real_images(64)
+    a, b = run_ir(ir, x), run_ir(back, x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
