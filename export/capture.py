@@ -186,6 +186,7 @@ def capture_lensnet(model: LensNet, input_size: tuple[int, int]) -> Graph:
     cap.head(model, 2, model.spike3, d2, 4)
     cap.head(model, 3, model.spike2, d3, 8)
     cap.head(model, 4, model.spike1, d4, 16)
-    g.meta.update({"input_size": [h, w], "D": model.config.max_count, "config": model.config.to_dict()})
+    g.meta.update({"input_size": [h, w], "D": model.config.max_count, "config": model.config.to_dict(),
+                   "outputs": ["p1", "p2", "p3", "p4"]})
     g.validate()
     return g

@@ -45,7 +45,17 @@ gate               g (C×1×1), x (C×H×W)         ``g · x · scale``; attr ``
 upsample_nearest   x (C×H×W)                    nearest, ×``factor`` in H and W
 bilinear           x (C×H×W)                    bilinear ×``factor``, align_corners False
 global_maxpool     x (C×H×W)                    max over H, W → C×1×1
+sigmoid_table      z (C×1×1), integer           12-bit table ``lensnet.lut`` (C × span) at
+                                                ``clamp(z >> z_shift, z_lo, z_hi) − z_lo``
+gate_fixed         g, x (integers)              ``(g · x · mult + 2^(r−1)) >> r``
+bilinear_int       x (integer)                  exact ``(2f)²`` × bilinear (integer taps)
 =================  ===========================  ==========================================
+
+Integer graphs (``lensnet.integer`` in the graph metadata) follow
+docs/integer_semantics.md: the model input is centred pixels, Conv2d weights
+are ``mantissa << lensnet.weight_exp`` (int64, so y = W x + b stays the NIR
+meaning), thresholds are integers, average pooling is a ``SumPool2d``, and
+the attention extension has ``scale = 1`` (its real unit is ``unit``).
 """
 
 from __future__ import annotations
@@ -63,8 +73,13 @@ VERSION = 1
 EXT_KEY, PORT_KEY, ROLE_KEY, SPIKE_KEY = "lensnet.ext", "lensnet.port", "lensnet.role", "lensnet.spike"
 GROUPS_KEY = "lensnet.groups"
 MAXPOOL_KEY = "lensnet.maxpool"  # on the SumPool2d/Threshold pairs of a global max pool of spikes
+# integer graphs (docs/integer_semantics.md)
+INTEGER_KEY = "lensnet.integer"  # graph metadata: semantics version, input encoding, widths
+WEIGHT_EXP_KEY, SHIFT_KEY = "lensnet.weight_exp", "lensnet.shift"  # Conv2d: weight = mantissa << exp
+LUT_KEY, REAL_SCALE_KEY = "lensnet.lut", "lensnet.real_scale"
 GRAPH_KEYS = ("lensnet.convention", "lensnet.version", "lensnet.model")
-EXT_OPERANDS = {"attention": 3, "sigmoid": 1, "gate": 2, "upsample_nearest": 1, "bilinear": 1, "global_maxpool": 1}
+EXT_OPERANDS = {"attention": 3, "sigmoid": 1, "gate": 2, "upsample_nearest": 1, "bilinear": 1, "global_maxpool": 1,
+                "sigmoid_table": 1, "gate_fixed": 2, "bilinear_int": 1}
 
 
 class NIRConventionError(LensNetDeployError):
@@ -183,11 +198,11 @@ def _check_shapes(name: str, op: str, ext: dict[str, Any], shapes: list[tuple[in
         (q, k, v), heads = shapes, int(ext.get("heads", 0))
         if q != k or q[1:] != v[1:] or heads <= 0 or q[0] % heads or v[0] % heads or out != v:
             fail("shapes do not fit q, k (C×H×W), v (Cv×H×W) with the head count")
-    elif op == "gate":
+    elif op in ("gate", "gate_fixed"):
         g, x = shapes
         if g != (x[0], 1, 1) or out != x:
             fail("needs a C×1×1 gate and a C×H×W input")
-    elif op in ("upsample_nearest", "bilinear"):
+    elif op in ("upsample_nearest", "bilinear", "bilinear_int"):
         f = int(ext.get("factor", 0))
         (x,) = shapes
         if f <= 0 or out != (x[0], x[1] * f, x[2] * f):
@@ -196,5 +211,5 @@ def _check_shapes(name: str, op: str, ext: dict[str, Any], shapes: list[tuple[in
         (x,) = shapes
         if out != (x[0], 1, 1):
             fail("output must be C×1×1")
-    elif op == "sigmoid" and out != shapes[0]:
+    elif op in ("sigmoid", "sigmoid_table") and out != shapes[0]:
         fail("output shape differs from input")

@@ -123,8 +123,24 @@ def _apply(name: str, node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
     raise C.NIRConventionError(f"node {name}: run_nir cannot execute a {type(node).__name__}")
 
 
-def _extension(name: str, ext: dict, operands: list[torch.Tensor]) -> torch.Tensor:
+def _extension(name: str, ext: dict, operands: list[torch.Tensor], node: nir.NIRNode | None = None) -> torch.Tensor:
     op = ext["op"]
+    if op == "sigmoid_table":
+        z = operands[0][:, :, 0, 0].round().to(torch.int64) >> torch.tensor(ext["z_shift"]).view(1, -1)
+        lo, hi = torch.tensor(ext["z_lo"]).view(1, -1), torch.tensor(ext["z_hi"]).view(1, -1)
+        idx = torch.minimum(torch.maximum(z, lo), hi) - lo
+        lut = torch.as_tensor(np.asarray(node.metadata[C.LUT_KEY]), dtype=torch.int64)
+        g = torch.gather(lut.unsqueeze(0).expand(z.shape[0], -1, -1), 2, idx.unsqueeze(-1))[..., 0]
+        return g[:, :, None, None].to(torch.float64)
+    if op == "gate_fixed":
+        g, x = (t.round().to(torch.int64) for t in operands)
+        r = int(ext["r"])
+        mult = torch.tensor(ext["mult"], dtype=torch.int64).view(1, -1, 1, 1)
+        return ((g * x * mult + (1 << (r - 1))) >> r).to(torch.float64)
+    if op == "bilinear_int":
+        from ..hardware.int_sim import _bilinear_int
+
+        return _bilinear_int(operands[0].round().to(torch.int64), int(ext["factor"])).to(torch.float64)
     if op == "attention":
         return K.attention(*operands, heads=int(ext["heads"]), scale=float(ext["scale"]))
     if op == "sigmoid":
@@ -185,6 +201,10 @@ def run_nir_full(graph: nir.NIRGraph, images: torch.Tensor, spikes: bool = True,
                 plane_layer[name] = info["layer"]
     values: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
+    if (graph.metadata or {}).get(C.INTEGER_KEY) is not None:
+        from ..hardware.int_sim import pixels_from_images
+
+        images = pixels_from_images(images)  # integer graphs read centred pixels
     images = images.to(torch.float64)
 
     def release(name: str) -> None:
@@ -197,7 +217,7 @@ def run_nir_full(graph: nir.NIRGraph, images: torch.Tensor, spikes: bool = True,
         ext = exts[name]
         if ext is not None:
             args = [values[p] for p in ext["operands"]]
-            values[name] = _extension(name, ext, args)
+            values[name] = _extension(name, ext, args, node)
             for p in ext["operands"]:
                 release(p)
             continue

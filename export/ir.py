@@ -81,6 +81,10 @@ class Graph:
         return self.of_op("input")
 
     def outputs(self) -> list[Node]:
+        """Output nodes in model order (``meta["outputs"]`` when recorded, else graph order)."""
+        order = self.meta.get("outputs")
+        if order:
+            return [self.nodes[name] for name in order]
         return self.of_op("output")
 
     def remove(self, name: str) -> None:

@@ -46,6 +46,7 @@ class _Lowering:
         self.edges: list[tuple[str, str]] = []
         self.outputs_of: dict[str, list[str]] = {}  # IR node → NIR nodes whose summed output is its value
         self.spike_layers: dict[str, dict] = {}
+        self.integer = "quantized" in graph.meta
 
     def connect(self, ir_src: str, dst: str) -> None:
         for src in self.outputs_of[ir_src]:
@@ -56,15 +57,19 @@ class _Lowering:
             raise ValueError(f"duplicate NIR node name {name}")
         self.nodes[name] = node
 
-    def ext(self, n: Node, op: str, **attrs) -> None:
+    def ext(self, n: Node, op: str, arrays: dict | None = None, **attrs) -> None:
         ports = [f"{n.name}.in{i}" for i in range(len(n.inputs))]
-        self.put(n.name, C.ext_node(n.shape, op, ports, **attrs))
+        node = C.ext_node(n.shape, op, ports, **attrs)
+        node.metadata.update(arrays or {})
+        self.put(n.name, node)
         for i, (port, src) in enumerate(zip(ports, n.inputs)):
             self.put(port, C.port_node(self.ir.nodes[src].shape, n.name, i))
             self.connect(src, port)
         self.outputs_of[n.name] = [n.name]
 
     def lower(self, n: Node) -> None:
+        if self.integer and n.op in INTEGER_LOWERING:
+            return INTEGER_LOWERING[n.op](self, n)
         a, op = n.attrs, n.op
         if op == "input":
             self.put(n.name, nir.Input(input_type={"input": np.array(n.shape)}))
@@ -144,6 +149,80 @@ class _Lowering:
         self.outputs_of[n.name] = outs
 
 
+def _int_conv(low: _Lowering, n: Node) -> None:
+    """Integer weights ``w_int·2^exp`` (standard NIR semantics stay y = W x + b), int64."""
+    a = n.attrs
+    (src,) = n.inputs
+    _, h, w = low.ir.nodes[src].shape
+    groups = int(a["groups"])
+    weight = np.asarray(a["w_int"], np.int64) << int(a["exp"])
+    conv = nir.Conv2d(input_shape=(h, w), weight=grouped_to_dense(weight, groups) if groups > 1 else weight,
+                      stride=tuple(a["stride"]), padding=tuple(a["padding"]), dilation=(1, 1), groups=1,
+                      bias=np.asarray(a["b_int"], np.int64))
+    conv.metadata = {C.WEIGHT_EXP_KEY: int(a["exp"]), C.SHIFT_KEY: np.asarray(a["shift"], np.int64)}
+    if groups > 1:
+        conv.metadata[C.GROUPS_KEY] = groups
+    low.put(n.name, conv)
+    low.connect(src, n.name)
+    low.outputs_of[n.name] = [n.name]
+
+
+def _int_spike(low: _Lowering, n: Node) -> None:
+    a = n.attrs
+    D = int(a["D"])
+    theta = np.asarray(a["theta"], np.int64)
+    planes = []
+    for k in range(1, D + 1):
+        plane = nir.Threshold(threshold=np.broadcast_to(theta[:, k - 1].reshape(-1, 1, 1), n.shape))
+        plane.metadata = {C.SPIKE_KEY: json.dumps({"layer": n.name, "plane": k, "D": D})}
+        low.put(f"{n.name}.s{k}", plane)
+        low.connect(n.inputs[0], f"{n.name}.s{k}")
+        planes.append(f"{n.name}.s{k}")
+    low.outputs_of[n.name] = planes
+    low.spike_layers[n.name] = {"D": D, "shape": list(n.shape), "sources": a.get("sources", [])}
+
+
+def _int_avgpool(low: _Lowering, n: Node) -> None:
+    """Integer models pool by summing (the following thresholds carry the 1/(H·W))."""
+    (src,) = n.inputs
+    _, h, w = low.ir.nodes[src].shape
+    pool = nir.SumPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
+    pool.metadata = {C.ROLE_KEY: "average_as_sum"}
+    low.put(n.name, pool)
+    low.connect(src, n.name)
+    low.outputs_of[n.name] = [n.name]
+
+
+def _int_attention(low: _Lowering, n: Node) -> None:
+    low.ext(n, "attention", heads=int(n.attrs["heads"]), scale=1.0, unit=float(n.attrs["scale"]))
+
+
+def _int_sigmoid(low: _Lowering, n: Node) -> None:
+    a = n.attrs
+    low.ext(n, "sigmoid_table", arrays={C.LUT_KEY: np.asarray(a["lut"], np.int64)},
+            z_shift=np.asarray(a["z_shift"]).tolist(), z_lo=np.asarray(a["z_lo"]).tolist(),
+            z_hi=np.asarray(a["z_hi"]).tolist())
+
+
+def _int_gate(low: _Lowering, n: Node) -> None:
+    low.ext(n, "gate_fixed", mult=np.asarray(n.attrs["mult"]).tolist(), r=int(n.attrs["r"]))
+
+
+def _int_bilinear(low: _Lowering, n: Node) -> None:
+    low.ext(n, "bilinear_int", factor=int(n.attrs["factor"]))
+
+
+def _int_output(low: _Lowering, n: Node) -> None:
+    out = nir.Output(output_type={"output": np.array(n.shape)})
+    out.metadata = {C.REAL_SCALE_KEY: np.asarray(n.attrs["real_scale"], np.float64)}
+    low.put(n.name, out)
+    low.connect(n.inputs[0], n.name)
+
+
+INTEGER_LOWERING = {"conv": _int_conv, "spike": _int_spike, "avgpool": _int_avgpool, "attention": _int_attention,
+                    "sigmoid": _int_sigmoid, "gate": _int_gate, "bilinear": _int_bilinear, "output": _int_output}
+
+
 def to_nir(graph: Graph) -> nir.NIRGraph:
     """The NIR graph of a folded IR graph, with the convention's graph metadata."""
     low = _Lowering(graph)
@@ -157,4 +236,6 @@ def to_nir(graph: Graph) -> nir.NIRGraph:
         "spike_layers": low.spike_layers,
     }
     meta = {"lensnet.convention": C.CONVENTION, "lensnet.version": C.VERSION, "lensnet.model": json.dumps(model)}
+    if low.integer:
+        meta[C.INTEGER_KEY] = json.dumps(graph.meta["quantized"])
     return nir.NIRGraph(nodes=low.nodes, edges=low.edges, metadata=meta, type_check=True)

@@ -24,6 +24,7 @@ class IntRun:
     raw: tuple[torch.Tensor, ...]
     logits: tuple[torch.Tensor, ...]
     spike_counts: dict[str, torch.Tensor] = field(default_factory=dict)
+    observed_max: dict[str, int] = field(default_factory=dict)  # max |membrane| per conv/join/gate
 
 
 def pixels_from_images(images: torch.Tensor) -> torch.Tensor:
@@ -82,6 +83,7 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False) -> IntR
     dtype = torch.float32 if fast else torch.float64
     values: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
+    observed: dict[str, int] = {}
     raw, logits = [], []
     for n in graph:
         a = n.attrs
@@ -125,9 +127,12 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False) -> IntR
             v = _bilinear_int(args[0], int(a["factor"]))
         elif n.op == "output":
             v = args[0]
-            raw.append(v)
-            logits.append(v.double() * torch.as_tensor(a["real_scale"]).view(1, -1, 1, 1))
         else:
             raise ValueError(f"cannot simulate op {n.op} ({n.name})")
         values[n.name] = v
-    return IntRun(tuple(raw), tuple(logits), counts)
+        if n.op in ("conv", "add", "gate"):
+            observed[n.name] = int(v.abs().max())
+    for out in graph.outputs():
+        raw.append(values[out.name])
+        logits.append(values[out.name].double() * torch.as_tensor(out.attrs["real_scale"]).view(1, -1, 1, 1))
+    return IntRun(tuple(raw), tuple(logits), counts, observed)

@@ -13,6 +13,7 @@ _lava_compat.install()
 from .checkpoint import load_lensnet, save_lensnet  # noqa: E402
 from .errors import CheckpointError, DatasetError, LensNetDeployError, ResourceError  # noqa: E402
 from .export import export_nir, run_nir  # noqa: E402
+from .hardware.api import SimResult, quantize, simulate  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -21,8 +22,11 @@ __all__ = [
     "DatasetError",
     "LensNetDeployError",
     "ResourceError",
+    "SimResult",
     "export_nir",
     "load_lensnet",
+    "quantize",
     "run_nir",
+    "simulate",
     "save_lensnet",
 ]

@@ -114,8 +114,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from . import load_lensnet
     from .errors import LensNetDeployError as Err
 
@@ -150,6 +148,56 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _images_size(graph) -> tuple[int, int]:
+    from .export import convention
+
+    info = convention.model_info(graph) or {}
+    size = info.get("input_size")
+    if not size:
+        raise LensNetDeployError("the NIR graph does not record its input size (not a lensnet graph?)")
+    return int(size[0]), int(size[1])
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .datasets import list_images, load_images
+    from .export import read_nir, write_nir
+    from .hardware.api import quantize_with_report
+
+    if Path(args.output).resolve() == Path(args.graph).resolve():
+        raise LensNetDeployError(f"{args.output}: output would overwrite the input graph")
+    graph = read_nir(args.graph)
+    files = list_images(args.calib)[: args.calib_count]
+    images = load_images(files, _images_size(graph))
+    q, report = quantize_with_report(graph, images)
+    write_nir(q, args.output)
+    print(f"wrote {args.output} (integer NIR, calibrated on {len(files)} images)")
+    print(report.format())
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .datasets import list_images, normalize, read_image
+    from .export import read_nir
+    from .hardware.api import simulate
+    from .predict import batches, check_output_dir, saliency_map, write_png
+    from .progress import batch_bar
+
+    graph = read_nir(args.graph)
+    size = _images_size(graph)
+    files = list_images(args.images)
+    out = check_output_dir(args.out, args.images)
+    for group in batch_bar(list(batches(files, args.batch_size)), len(files), f"simulate ({args.backend})"):
+        rgbs = [read_image(p) for p in group]
+        x = torch.stack([normalize(img, size) for img in rgbs])
+        result = simulate(graph, x, backend=args.backend)
+        for path, img, logits in zip(group, rgbs, result.logits[0]):
+            write_png(saliency_map(logits.float(), (img.height, img.width)), out / f"{path.stem}.png")
+    print(f"wrote {len(files)} saliency maps from the integer model ({args.backend} backend) to {out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lensnet-deploy",
@@ -181,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="LENS-Net variant of a .pth checkpoint (default: the full model)")
     p.add_argument("--summary-json", type=Path, help="also write the export summary as JSON")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("quantize", help="float NIR → integer NIR (int8 weights, 24-bit state), with a report")
+    p.add_argument("graph", type=Path, help="float NIR file from `export`")
+    p.add_argument("--calib", required=True, type=Path, help="folder of calibration images")
+    p.add_argument("--calib-count", type=int, default=16, help="images used for the report (default 16)")
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("simulate", help="run an integer NIR graph bit-exactly on a folder of images")
+    p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
+    p.add_argument("--backend", choices=("fast", "reference"), default="fast")
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")
     p.add_argument("--variant", default="lensnet-tiny", help="variant name (default lensnet-tiny)")

@@ -162,3 +162,20 @@ def test_export_bad_size(tmp_path, micro_ckpt):
     one_line_error(cli("export", micro_ckpt, "-o", tmp_path / "x.nir", "--input-size", "60", "64"),
                    "60x64", "multiples of 16")
     assert not (tmp_path / "x.nir").exists()
+
+
+def test_quantize_and_simulate_commands(tmp_path, micro_ckpt):
+    float_nir, int_nir = tmp_path / "m.nir", tmp_path / "m.q.nir"
+    assert cli("export", micro_ckpt, "-o", float_nir).returncode == 0
+    proc = cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--calib-count", "4", "-o", int_nir)
+    assert proc.returncode == 0, proc.stderr
+    assert "calibrated on 4 images" in proc.stdout and "spike counts equal to the float model" in proc.stdout
+    proc = cli("simulate", int_nir, "--images", SAMPLES / "Image", "--out", tmp_path / "maps")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "maps").glob("*.png"))) == 12
+    one_line_error(cli("quantize", float_nir, "--calib", SAMPLES / "Image", "-o", float_nir), "overwrite the input")
+    one_line_error(cli("simulate", float_nir, "--images", SAMPLES / "Image", "--out", tmp_path / "x"),
+                   "needs an integer graph")
+    (tmp_path / "junk.nir").write_bytes(b"junk")
+    one_line_error(cli("quantize", tmp_path / "junk.nir", "--calib", SAMPLES / "Image", "-o", tmp_path / "o.nir"),
+                   "junk.nir", "not HDF5")

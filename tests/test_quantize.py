@@ -98,3 +98,35 @@ def test_integer_model_tracks_the_float_model(micro_int):
     assert float((float_counts == run.spike_counts[first]).double().mean()) > 0.99
     corr = torch.corrcoef(torch.stack([run.logits[0].flatten(), ref[0].double().flatten()]))[0, 1]
     assert float(corr) > 0.9
+
+
+def test_public_api_through_nir_files_equals_the_direct_path(tmp_path, micro_int):
+    from lensnet_deploy.export import export_nir, read_nir, run_nir, write_nir
+
+    from lensnet_deploy import quantize, simulate
+
+    model, _, q_direct, _ = micro_int
+    x = load_images(list_images(SAMPLES / "Image")[:3], (64, 64))
+    int_graph = quantize(export_nir(model, (64, 64)), x)
+    loaded = read_nir(write_nir(int_graph, tmp_path / "m.q.nir"))
+    fast, ref = simulate(loaded, x), simulate(loaded, x, backend="reference")
+    direct = simulate_int(q_direct, x)
+    for a, b, c in zip(fast.raw, ref.raw, direct.raw):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert [tuple(t.shape) for t in fast.raw] == [(3, 1, 64, 64)] * 4
+    assert not torch.equal(fast.raw[0], fast.raw[3])  # p1 (finest head) is not p4
+    # the integer graph is plain NIR with integer arrays: our float64 interpreter runs it exactly
+    assert all(torch.equal(a.double(), b) for a, b in zip(fast.raw, run_nir(loaded, x)))
+    assert set(fast.spike_counts) == {n.name for n in q_direct.of_op("spike")}
+
+
+def test_simulate_refuses_a_float_graph(micro_int):
+    from lensnet_deploy.export import export_nir
+
+    from lensnet_deploy import LensNetDeployError, simulate
+
+    model = micro_int[0]
+    with pytest.raises(LensNetDeployError, match="needs an integer graph"):
+        simulate(export_nir(model, (64, 64)), torch.zeros(1, 3, 64, 64))
+    with pytest.raises(LensNetDeployError, match="unknown backend 'gpu'"):
+        simulate(export_nir(model, (64, 64)), torch.zeros(1, 3, 64, 64), backend="gpu")

@@ -1,0 +1,108 @@
+"""``quantize`` and ``simulate``: the public integer pipeline on NIR artifacts.
+
+float NIR ──quantize──► integer NIR ──simulate(backend="fast" | "reference")──► SimResult
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+import torch
+
+from ..errors import LensNetDeployError
+from ..export.from_nir import from_nir
+from ..export.ir_exec import run_ir
+from ..export.to_nir import to_nir
+from .int_sim import simulate_int
+from .quantize import quantize_ir
+
+BACKENDS = ("fast", "reference")
+
+
+@dataclass
+class SimResult:
+    """``logits`` in real units (sigmoid gives saliency), ``raw`` the exact integers,
+    ``spike_counts`` every neuron layer's integer counts."""
+
+    logits: tuple[torch.Tensor, ...]
+    raw: tuple[torch.Tensor, ...]
+    spike_counts: dict[str, torch.Tensor] = field(default_factory=dict)
+    observed_max: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class QuantizeReport:
+    layers: list[dict]
+    spike_agreement: dict[str, float]
+
+    def format(self, top: int = 8) -> str:
+        lines = ["layer                                              bits  SQNR dB   bound      observed"]
+        for row in sorted(self.layers, key=lambda r: -r["bound"] / r["limit"])[:top]:
+            sqnr = f"{row['sqnr_db']:7.1f}" if row.get("sqnr_db") is not None else "      -"
+            lines.append(f"{row['layer'][:50]:<50} {row['bits']:>4} {sqnr} {row['bound']:>9,} "
+                         f"{row.get('observed', 0):>11,}")
+        if self.spike_agreement:
+            values = np.array(list(self.spike_agreement.values()))
+            lines.append(f"spike counts equal to the float model: mean {100 * values.mean():.2f} % of neurons "
+                         f"per layer (min {100 * values.min():.2f} %, {len(values)} layers)")
+        return "\n".join(lines)
+
+
+def _sqnr(weight: np.ndarray, approx: np.ndarray) -> float | None:
+    noise = float(((weight - approx) ** 2).sum())
+    signal = float((weight**2).sum())
+    return None if noise == 0 or signal == 0 else 10 * np.log10(signal / noise)
+
+
+def quantize(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
+             **options) -> nir.NIRGraph:
+    """Float lensnet NIR graph → integer NIR graph (docs/integer_semantics.md, draft v0)."""
+    return quantize_with_report(graph, calibration_images, **options)[0]
+
+
+def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
+                         **options) -> tuple[nir.NIRGraph, QuantizeReport]:
+    if options:
+        raise LensNetDeployError(f"unknown quantize options: {', '.join(sorted(options))}")
+    ir = from_nir(graph)
+    if "quantized" in ir.meta:
+        raise LensNetDeployError("graph is already quantized")
+    q, bounds = quantize_ir(ir)
+    rows = []
+    for row in bounds.rows:
+        n = q.nodes[row["layer"]]
+        entry = dict(row, bits=24)
+        if n.op == "conv":
+            exact = n.attrs["weight"]
+            approx = n.attrs["w_int"] * np.exp2((n.attrs["exp"] - n.attrs["shift"]).astype(np.float64))[
+                :, None, None, None]
+            entry.update(bits=8, sqnr_db=_sqnr(exact, approx))
+        rows.append(entry)
+    agreement: dict[str, float] = {}
+    if calibration_images is not None:
+        run = simulate_int(q, calibration_images, fast=True)
+        floats = run_ir(ir, calibration_images, keep=True)
+        for row in rows:
+            row["observed"] = run.observed_max.get(row["layer"], 0)
+        for name, counts in run.spike_counts.items():
+            agreement[name] = float((floats[name].round().long() == counts).double().mean())
+    return to_nir(q), QuantizeReport(rows, agreement)
+
+
+def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast") -> SimResult:
+    """Run an integer lensnet NIR graph on ``images`` (ImageNet-normalised B×3×H×W).
+
+    ``fast``: float32 convolutions, exact because every partial sum is proven
+    below 2^24; ``reference``: float64 (exact below 2^53). Both give the same
+    integers. (The Lava backend is a later issue.)
+    """
+    if backend not in BACKENDS:
+        raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+    ir = from_nir(int_graph)
+    if "quantized" not in ir.meta:
+        raise LensNetDeployError("simulate needs an integer graph: run quantize first")
+    with torch.no_grad():
+        run = simulate_int(ir, images, fast=backend == "fast")
+    return SimResult(run.logits, run.raw, run.spike_counts, run.observed_max)
