@@ -25,6 +25,7 @@ class IntRun:
     logits: tuple[torch.Tensor, ...]
     spike_counts: dict[str, torch.Tensor] = field(default_factory=dict)
     observed_max: dict[str, int] = field(default_factory=dict)  # max |membrane| per conv/join/gate
+    values: dict[str, torch.Tensor] = field(default_factory=dict)  # every node (with keep=True)
 
 
 def pixels_from_images(images: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,7 @@ def _attention_int(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int
     return torch.round(y).to(torch.int64).transpose(2, 3).reshape(b, cv, h, w)
 
 
-def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False) -> IntRun:
+def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: bool = False) -> IntRun:
     """Run a quantized IR graph; ``fast`` uses float32 convolutions (exact below 2^24)."""
     dtype = torch.float32 if fast else torch.float64
     values: dict[str, torch.Tensor] = {}
@@ -135,4 +136,4 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False) -> IntR
     for out in graph.outputs():
         raw.append(values[out.name])
         logits.append(values[out.name].double() * torch.as_tensor(out.attrs["real_scale"]).view(1, -1, 1, 1))
-    return IntRun(tuple(raw), tuple(logits), counts, observed)
+    return IntRun(tuple(raw), tuple(logits), counts, observed, values if keep else {})
