@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from lensnet_deploy.model_zoo import VARIANTS, LensNet
-from lensnet_deploy.model_zoo.random_weights import randomize_
 
 from lensnet_deploy import CheckpointError, load_lensnet, save_lensnet
+from lensnet_deploy.model_zoo import VARIANTS, LensNet
+from lensnet_deploy.model_zoo.random_weights import randomize_
 
 
 @pytest.fixture(scope="module")

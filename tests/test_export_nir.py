@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import DATASETS, SAMPLES
+
+from lensnet_deploy.datasets import list_images, load_images
 from lensnet_deploy.export import convention as C
 from lensnet_deploy.export import export_nir, read_nir, run_nir, write_nir
 from lensnet_deploy.export.compare import compare_with_torch
@@ -15,8 +17,6 @@ from lensnet_deploy.export.nir_io import NIRFileError
 from lensnet_deploy.export.summary import summarize
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
-
-from lensnet_deploy.datasets import list_images, load_images
 
 
 def real_images(size: int, count: int = 2) -> torch.Tensor:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.export.ir_exec import run_ir
 from lensnet_deploy.export.passes import (

@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.hardware.int_sim import simulate_int
 from lensnet_deploy.hardware.reference import first_difference, run_reference

@@ -19,11 +19,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import SAMPLES
-from lensnet_deploy.export import convention as C
-from lensnet_deploy.export import export_nir, run_nir, run_nir_full, write_nir
 
 import lensnet_deploy  # noqa: F401  (installs the Python 3.11 lava fix; the imports above do too)
 from lensnet_deploy.datasets import list_images, load_images
+from lensnet_deploy.export import convention as C
+from lensnet_deploy.export import export_nir, run_nir, run_nir_full, write_nir
 
 nirtorch = pytest.importorskip("nirtorch")
 

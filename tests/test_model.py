@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import FIXTURES
+
 from lensnet_deploy.model_zoo import VARIANTS, LensNet, LensNetConfig, record_spikes
 from lensnet_deploy.model_zoo.decoder import SCAB, SUCB, SpikeMAD, channel_shuffle, shuffle_permutation
 from lensnet_deploy.model_zoo.encoder import SpikeLinearAttention

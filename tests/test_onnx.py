@@ -7,11 +7,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
+from lensnet_deploy.errors import LensNetDeployError
 from lensnet_deploy.export.onnx_export import OUTPUT_NAMES, OnnxExportError, compare_onnx, export_onnx
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
-
-from lensnet_deploy.errors import LensNetDeployError
 
 TOL = 1e-4
 

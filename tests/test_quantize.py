@@ -5,6 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import SAMPLES
+
+from lensnet_deploy.datasets import list_images, load_images
 from lensnet_deploy.export.capture import capture_lensnet
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.export.passes import run_passes
@@ -12,8 +14,6 @@ from lensnet_deploy.hardware.int_sim import _bilinear_int, pixels_from_images, s
 from lensnet_deploy.hardware.quantize import PIXEL_OFFSET, STATE_MAX, _thresholds, quantize_ir
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
-
-from lensnet_deploy.datasets import list_images, load_images
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +101,8 @@ def test_integer_model_tracks_the_float_model(micro_int):
 
 
 def test_public_api_through_nir_files_equals_the_direct_path(tmp_path, micro_int):
-    from lensnet_deploy.export import export_nir, read_nir, run_nir, write_nir
-
     from lensnet_deploy import quantize, simulate
+    from lensnet_deploy.export import export_nir, read_nir, run_nir, write_nir
 
     model, _, q_direct, _ = micro_int
     x = load_images(list_images(SAMPLES / "Image")[:3], (64, 64))
@@ -121,9 +120,8 @@ def test_public_api_through_nir_files_equals_the_direct_path(tmp_path, micro_int
 
 
 def test_simulate_refuses_a_float_graph(micro_int):
-    from lensnet_deploy.export import export_nir
-
     from lensnet_deploy import LensNetDeployError, simulate
+    from lensnet_deploy.export import export_nir
 
     model = micro_int[0]
     with pytest.raises(LensNetDeployError, match="needs an integer graph"):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from lensnet_deploy.model_zoo import MultiSpike, spike_count
 
 
