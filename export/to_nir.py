@@ -89,16 +89,7 @@ class _Lowering:
             self.connect(src, n.name)
             self.outputs_of[n.name] = [n.name]
         elif op == "spike":
-            D = int(a["D"])
-            planes = []
-            for k in range(1, D + 1):
-                plane = nir.Threshold(threshold=_plane_threshold(k - 0.5, n.shape))
-                plane.metadata = {C.SPIKE_KEY: json.dumps({"layer": n.name, "plane": k, "D": D})}
-                self.put(f"{n.name}.s{k}", plane)
-                self.connect(n.inputs[0], f"{n.name}.s{k}")
-                planes.append(f"{n.name}.s{k}")
-            self.outputs_of[n.name] = planes
-            self.spike_layers[n.name] = {"D": D, "shape": list(n.shape), "sources": a.get("sources", [])}
+            self.spike_planes(n, [_plane_threshold(k - 0.5, n.shape) for k in range(1, int(a["D"]) + 1)])
         elif op == "add":
             self.put(n.name, C.join_node(n.shape))
             for src in n.inputs:
@@ -130,6 +121,19 @@ class _Lowering:
             self.connect(n.inputs[0], n.name)
         else:
             raise ValueError(f"cannot lower {op} node {n.name} to NIR (fold it first)")
+
+    def spike_planes(self, n: Node, thresholds: list[np.ndarray]) -> None:
+        """A multi-spike layer as one Threshold plane per count level, all reading its input."""
+        D = len(thresholds)
+        planes = []
+        for k, threshold in enumerate(thresholds, start=1):
+            plane = nir.Threshold(threshold=threshold)
+            plane.metadata = {C.SPIKE_KEY: json.dumps({"layer": n.name, "plane": k, "D": D})}
+            self.put(f"{n.name}.s{k}", plane)
+            self.connect(n.inputs[0], f"{n.name}.s{k}")
+            planes.append(f"{n.name}.s{k}")
+        self.outputs_of[n.name] = planes
+        self.spike_layers[n.name] = {"D": D, "shape": list(n.shape), "sources": n.attrs.get("sources", [])}
 
     def lower_spike_maxpool(self, n: Node) -> None:
         """max over H×W of a spike count = Σ_k [Σ_HW plane_k > 0.5] (planes are nested): standard NIR."""
@@ -168,18 +172,8 @@ def _int_conv(low: _Lowering, n: Node) -> None:
 
 
 def _int_spike(low: _Lowering, n: Node) -> None:
-    a = n.attrs
-    D = int(a["D"])
-    theta = np.asarray(a["theta"], np.int64)
-    planes = []
-    for k in range(1, D + 1):
-        plane = nir.Threshold(threshold=np.broadcast_to(theta[:, k - 1].reshape(-1, 1, 1), n.shape))
-        plane.metadata = {C.SPIKE_KEY: json.dumps({"layer": n.name, "plane": k, "D": D})}
-        low.put(f"{n.name}.s{k}", plane)
-        low.connect(n.inputs[0], f"{n.name}.s{k}")
-        planes.append(f"{n.name}.s{k}")
-    low.outputs_of[n.name] = planes
-    low.spike_layers[n.name] = {"D": D, "shape": list(n.shape), "sources": a.get("sources", [])}
+    theta = np.asarray(n.attrs["theta"], np.int64)
+    low.spike_planes(n, [np.broadcast_to(theta[:, k].reshape(-1, 1, 1), n.shape) for k in range(theta.shape[1])])
 
 
 def _int_avgpool(low: _Lowering, n: Node) -> None:
