@@ -58,18 +58,24 @@ def _sqnr(weight: np.ndarray, approx: np.ndarray) -> float | None:
 
 def quantize(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
              **options) -> nir.NIRGraph:
-    """Float lensnet NIR graph → integer NIR graph (docs/integer_semantics.md, draft v0)."""
+    """Float lensnet NIR graph → integer NIR graph (docs/integer_semantics.md).
+
+    Options: ``per_channel`` (default True: one shift per channel of each
+    residual stream; False: one per stream) and ``strict`` (fail instead of
+    coarsening a stream to fit 24 bits). ``calibration_images`` feed the
+    report (observed maxima, spike agreement with the float model)."""
     return quantize_with_report(graph, calibration_images, **options)[0]
 
 
 def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
                          **options) -> tuple[nir.NIRGraph, QuantizeReport]:
-    if options:
-        raise LensNetDeployError(f"unknown quantize options: {', '.join(sorted(options))}")
+    unknown = set(options) - {"per_channel", "strict"}
+    if unknown:
+        raise LensNetDeployError(f"unknown quantize options: {', '.join(sorted(unknown))} (known: per_channel, strict)")
     ir = from_nir(graph)
     if "quantized" in ir.meta:
         raise LensNetDeployError("graph is already quantized")
-    q, bounds = quantize_ir(ir)
+    q, bounds = quantize_ir(ir, **options)
     rows = []
     for row in bounds.rows:
         n = q.nodes[row["layer"]]

@@ -91,8 +91,13 @@ def _count_max(g: Graph, name: str) -> int:
     return int(n.attrs["D"])
 
 
-def quantize_ir(graph: Graph) -> tuple[Graph, QuantReport]:
-    """Integer version of a folded IR graph (see the module docstring) and its bound report."""
+def quantize_ir(graph: Graph, per_channel: bool = True, strict: bool = False) -> tuple[Graph, QuantReport]:
+    """Integer version of a folded IR graph (see the module docstring) and its bound report.
+
+    ``per_channel=False`` gives every stream one shift (the coarsest channel's),
+    for targets without per-channel thresholds. ``strict`` fails, naming the
+    layer, when the 24-bit bound forces a stream coarser than its weights allow.
+    """
     g = graph.copy()
     _fold_input_normalisation(g)
     groups = _groups(g)
@@ -109,6 +114,8 @@ def quantize_ir(graph: Graph) -> tuple[Graph, QuantReport]:
         convs = [g.nodes[m] for m in names if g.nodes[m].op == "conv"]
         shift[root] = np.max(np.stack([c.attrs["ideal_shift"] for c in convs]), axis=0) if convs else np.zeros(
             channels[root], dtype=np.int64)
+        if not per_channel:
+            shift[root] = np.full_like(shift[root], shift[root].min())
     # 2) lower shifts until every member's worst case fits 24 bits
     report = QuantReport()
     order = [n.name for n in g]
@@ -119,7 +126,11 @@ def quantize_ir(graph: Graph) -> tuple[Graph, QuantReport]:
             over = worst > STATE_MAX
             if not over.any():
                 break
-            shift[root] = shift[root] - over.astype(np.int64)
+            if strict:
+                layer = max(bounds, key=lambda m: bounds[m].max())
+                raise QuantizationError(f"{layer}: worst case {int(bounds[layer].max()):,} exceeds {STATE_BITS}-bit "
+                                        f"state at the precision its weights allow (strict)")
+            shift[root] = shift[root] - (over.astype(np.int64) if per_channel else 1)
             if (shift[root] < -8).any():
                 raise QuantizationError(f"stream {root}: no shift keeps it within {STATE_BITS} bits")
         for m in names:

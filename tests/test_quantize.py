@@ -128,3 +128,32 @@ def test_simulate_refuses_a_float_graph(micro_int):
         simulate(export_nir(model, (64, 64)), torch.zeros(1, 3, 64, 64))
     with pytest.raises(LensNetDeployError, match="unknown backend 'gpu'"):
         simulate(export_nir(model, (64, 64)), torch.zeros(1, 3, 64, 64), backend="gpu")
+
+
+def test_per_layer_shifts_and_strict_mode(micro_int):
+    from lensnet_deploy.hardware.quantize import QuantizationError
+
+    _, graph, per_channel, _ = micro_int
+    per_layer, report = quantize_ir(graph, per_channel=False)
+    for n in per_layer.of_op("conv"):
+        assert len(set(n.attrs["shift"].tolist())) == 1
+    assert all(r["bound"] <= STATE_MAX for r in report.rows)
+    finer = sum(int(n.attrs["shift"].sum()) for n in per_channel.of_op("conv"))
+    assert finer >= sum(int(n.attrs["shift"].sum()) for n in per_layer.of_op("conv"))
+    # a convolution with fan-in 4096·3·3: at full int8 precision its worst case is
+    # 36,864 · 64 · 4 ≈ 9.4 M > 2^23 (weights 1.0 sit at 64 = 1.0·2^6), so it must be coarsened (or refused)
+    rng = np.random.default_rng(0)
+    g = Graph(meta={"outputs": ["out"]})
+    g.add("input", "input", [], (3, 2, 2))
+    g.add("wide", "conv", ["input"], (4096, 2, 2), weight=rng.normal(size=(4096, 3, 1, 1)), bias=None,
+          stride=(1, 1), padding=(0, 0), groups=1)
+    g.add("s", "spike", ["wide"], (4096, 2, 2), D=4, out_scale=1.0)
+    g.add("fan", "conv", ["s"], (1, 2, 2), weight=np.ones((1, 4096, 3, 3)), bias=None,
+          stride=(1, 1), padding=(1, 1), groups=1)
+    g.add("bil", "bilinear", ["fan"], (1, 4, 4), factor=2)
+    g.add("out", "output", ["bil"], (1, 4, 4))
+    with pytest.raises(QuantizationError, match="fan: worst case .* exceeds 24-bit state .*strict"):
+        quantize_ir(g, strict=True)
+    loose, loose_report = quantize_ir(g)
+    assert all(r["bound"] <= STATE_MAX for r in loose_report.rows)
+    assert int(loose.nodes["fan"].attrs["shift"][0]) < int(loose.nodes["fan"].attrs["ideal_shift"][0])
