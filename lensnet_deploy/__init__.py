@@ -14,10 +14,15 @@ from .checkpoint import load_lensnet, save_lensnet  # noqa: E402
 from .errors import CheckpointError, DatasetError, LensNetDeployError, ResourceError  # noqa: E402
 from .export import export_nir, run_nir  # noqa: E402
 from .hardware.api import SimResult, quantize, simulate  # noqa: E402
+from .hardware.build import Build, load_build  # noqa: E402
+from .hardware.build import compile_graph as compile  # noqa: E402, A001
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Build",
+    "compile",
+    "load_build",
     "CheckpointError",
     "DatasetError",
     "LensNetDeployError",

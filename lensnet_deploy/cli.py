@@ -198,6 +198,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .export import read_nir
+    from .hardware.build import compile_graph
+
+    graph = read_nir(args.graph)
+    images = None
+    if args.images:
+        from .datasets import list_images, load_images
+
+        images = load_images(list_images(args.images)[: args.count], _images_size(graph))
+    build = compile_graph(graph, args.target, args.board, images=images, share_weights=args.share_weights)
+    out = build.save(args.output)
+    print(build.table())
+    if build.energy is not None:
+        print(build.energy.format())
+    print(f"wrote build to {out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lensnet-deploy",
@@ -244,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("compile", help="resources, placement and energy on a Loihi target and board")
+    p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
+    p.add_argument("--target", default="loihi2", help="loihi2 or loihi1")
+    p.add_argument("--board", default="kapoho-point", help="oheo-gulch (1 chip), kapoho-point (8), hala-point (1152)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="build folder")
+    p.add_argument("--images", type=Path, help="images to measure spike counts for the energy report")
+    p.add_argument("--count", type=int, default=8, help="how many of --images (default 8)")
+    p.add_argument("--share-weights", action="store_true",
+                   help="count convolution weights once (weight sharing) instead of per synapse")
+    p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")
     p.add_argument("--variant", default="lensnet-tiny", help="variant name (default lensnet-tiny)")

@@ -179,3 +179,16 @@ def test_quantize_and_simulate_commands(tmp_path, micro_ckpt):
     (tmp_path / "junk.nir").write_bytes(b"junk")
     one_line_error(cli("quantize", tmp_path / "junk.nir", "--calib", SAMPLES / "Image", "-o", tmp_path / "o.nir"),
                    "junk.nir", "not HDF5")
+
+
+def test_compile_command_and_board_error(tmp_path, micro_ckpt):
+    float_nir, int_nir = tmp_path / "m.nir", tmp_path / "m.q.nir"
+    assert cli("export", micro_ckpt, "-o", float_nir).returncode == 0
+    assert cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--calib-count", "2", "-o", int_nir).returncode == 0
+    proc = cli("compile", int_nir, "--board", "kapoho-point", "-o", tmp_path / "build", "--images", SAMPLES / "Image",
+               "--count", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "neuro-cores on 1 loihi2 chips" in proc.stdout and "paper convention" in proc.stdout
+    assert (tmp_path / "build" / "energy.json").exists()
+    proc = cli("compile", int_nir, "--board", "nowhere", "-o", tmp_path / "b2")
+    one_line_error(proc, "unknown board 'nowhere'")

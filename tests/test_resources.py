@@ -1,0 +1,113 @@
+"""Loihi resources, placement, board errors and energy: hand-computed small graphs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lensnet_deploy import ResourceError, compile, export_nir, load_build, quantize
+from lensnet_deploy.export.ir import Graph
+from lensnet_deploy.hardware.energy import E_AC_PJ, E_MAC_PJ, estimate_energy
+from lensnet_deploy.hardware.resources import layer_resources, load_boards, load_target, place
+from lensnet_deploy.model_zoo import VARIANTS, LensNet
+from lensnet_deploy.model_zoo.random_weights import randomize_
+
+
+def small_graph() -> Graph:
+    g = Graph(meta={"outputs": ["out"]})
+    g.add("input", "input", [], (3, 4, 4))
+    conv = dict(stride=(1, 1), groups=1, bias=None)
+    g.add("c1", "conv", ["input"], (2, 4, 4), weight=np.ones((2, 3, 3, 3)), padding=(1, 1), **conv)
+    g.add("s1", "spike", ["c1"], (2, 4, 4), D=4)
+    g.add("c2", "conv", ["s1"], (2, 4, 4), weight=np.ones((2, 2, 1, 1)), padding=(0, 0), **conv)
+    g.add("j", "add", ["c1", "c2"], (2, 4, 4))
+    g.add("s2", "spike", ["j"], (2, 4, 4), D=4)
+    g.add("head", "conv", ["s2"], (1, 4, 4), weight=np.ones((1, 2, 1, 1)), padding=(0, 0), **conv)
+    g.add("bil", "bilinear", ["head"], (1, 8, 8), factor=2)
+    g.add("out", "output", ["bil"], (1, 8, 8))
+    return g
+
+
+def test_layer_resources_hand_computed():
+    res = layer_resources(small_graph(), load_target("loihi2"))
+    rows = {x.name: x for x in res.layers}
+    # s1: 2·4·4 = 32 neurons; c1 gives each 3·3·3 = 27 synapses → 864; 2·3·3·3 = 54 unique weights
+    assert (rows["s1"].neurons, rows["s1"].synapses, rows["s1"].shared_weights) == (32, 864, 54)
+    # the join relays c1 (864) and c2 (32 neurons × 2 inputs = 64; 4 unique weights)
+    assert (rows["j"].kind, rows["j"].neurons, rows["j"].synapses, rows["j"].shared_weights) == ("relay", 32, 928, 58)
+    # s2 reads the join one-to-one
+    assert (rows["s2"].synapses, rows["s2"].shared_weights) == (32, 1)
+    # the head's output feeds the host's bilinear resize: a relay of 16 neurons with 2 synapses each
+    assert (rows["head"].neurons, rows["head"].synapses) == (16, 32)
+    assert rows["bil"].placement == "host" and rows["bil"].ops == 4 * 64
+    assert res.neurons == 112 and res.synapses == 864 + 928 + 32 + 32
+    placement = place(res, load_target("loihi2"))
+    assert (placement.cores, placement.chips, placement.lower_bound_chips) == (1, 1, 1)
+
+
+def test_big_layers_take_whole_cores_and_small_ones_share():
+    target = load_target("loihi1")  # 1,024 neurons per core
+    g = Graph(meta={"outputs": []})
+    g.add("input", "input", [], (1, 64, 64))
+    g.add("c", "conv", ["input"], (1, 64, 64), weight=np.ones((1, 1, 1, 1)), padding=(0, 0), stride=(1, 1),
+          groups=1, bias=None)
+    g.add("big", "spike", ["c"], (1, 64, 64), D=4)  # 4,096 neurons: 4 cores
+    g.add("c2", "conv", ["big"], (1, 8, 8), weight=np.ones((1, 1, 8, 8)), padding=(0, 0), stride=(8, 8),
+          groups=1, bias=None)
+    g.add("small", "spike", ["c2"], (1, 8, 8), D=4)  # 64 neurons: fits nowhere but a new core
+    res = layer_resources(g, target)
+    assert [x.cores for x in res.layers] == [4, 1]
+    p = place(res, target)
+    assert p.cores == 5 and [r[1] for r in p.per_layer] == [0, 4]
+
+
+def test_energy_hand_computed():
+    g = small_graph()
+    counts = {"s1": torch.full((1, 2, 4, 4), 2), "s2": torch.zeros((1, 2, 4, 4), dtype=torch.int64)}
+    report = estimate_energy(g, counts, load_target("loihi2"))
+    # first layer: 32 outputs × 27 MACs; c2 reads s1 (mean count 2): 2 × 64 accumulates; head reads silent s2
+    assert report.macs_first_layer == 864 and report.accumulates == 128
+    assert report.paper_mj == pytest.approx((E_MAC_PJ * 864 + E_AC_PJ * 128) * 1e-9)
+    # Loihi-style: dense first layer (864 ops) + c2 (all inputs non-zero: 64) + head (none); 64 neuron updates
+    assert report.synaptic_ops == 864 + 64 and report.neuron_updates == 64
+    assert report.loihi_mj == pytest.approx((23.6 * 928 + 52.0 * 64) * 1e-9)
+    assert "Horowitz" in report.format() and "Davies" in report.format()
+
+
+def test_targets_and_boards_cite_their_sources():
+    boards = load_boards()
+    assert {k: v["chips"] for k, v in boards.items()} == {"oheo-gulch": 1, "kapoho-point": 8, "hala-point": 1152}
+    for name in ("loihi1", "loihi2"):
+        target = load_target(name)
+        assert set(target["sources"]) >= {"neuro_cores_per_chip", "neurons_per_chip", "synapses_per_chip",
+                                          "energy_pj"}
+    with pytest.raises(ResourceError, match="unknown target 'loihi9'"):
+        load_target("loihi9")
+
+
+@pytest.fixture(scope="module")
+def micro_256():
+    model = randomize_(LensNet(VARIANTS["lensnet-micro"]), seed=1).eval()
+    return quantize(export_nir(model, (256, 256)))
+
+
+def test_a_board_too_small_names_layer_limit_board_and_size(micro_256):
+    with pytest.raises(ResourceError) as err:
+        compile(micro_256, board="oheo-gulch")
+    msg = str(err.value)
+    assert "but oheo-gulch has 128" in msg and "passes the limit at core" in msg
+    assert "layer backbone." in msg
+    assert "smallest board that holds it: hala-point" in msg
+    assert "largest input that fits oheo-gulch: 64x64" in msg
+
+
+def test_build_round_trip(tmp_path, micro_256):
+    build = compile(micro_256, board="hala-point", images=torch.zeros(1, 3, 256, 256))
+    out = build.save(tmp_path / "build")
+    for name in ("model.q.nir", "build.json", "resources.json", "resources.txt", "placement.json", "energy.json"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "build.json").read_text())["chips"] == build.placement.chips
+    again = load_build(out)
+    assert again.summary() == build.summary()
+    assert build.energy is not None and build.energy.paper_mj > 0
