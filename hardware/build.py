@@ -22,6 +22,7 @@ from ..errors import LensNetDeployError
 from ..export.from_nir import from_nir
 from ..export.ir import Graph
 from ..export.nir_io import read_nir, write_nir
+from .activity import layer_activity, plot_firing_rates
 from .energy import EnergyReport, estimate_energy
 from .resources import Placement, Resources, check_fits, layer_resources, load_boards, load_target, place
 
@@ -46,6 +47,7 @@ class Build:
     resources: Resources
     placement: Placement
     energy: EnergyReport | None = None
+    activity: list[dict] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"target": self.target["name"], "board": self.board, "chips": self.placement.chips,
@@ -77,6 +79,10 @@ class Build:
         if self.energy is not None:
             write_text_atomic(out / "energy.json", json.dumps(self.energy.to_dict(), indent=1, default=float) + "\n")
             write_text_atomic(out / "energy.txt", self.energy.format() + "\n")
+        if self.activity:
+            write_text_atomic(out / "activity.json", json.dumps(self.activity, indent=1) + "\n")
+            plot_firing_rates(self.activity, out / "firing_rates.png",
+                              f"firing rates, {self.target['name']} build ({len(self.activity)} spike layers)")
         return out
 
 
@@ -98,12 +104,14 @@ def compile_graph(int_graph: nir.NIRGraph, target: str = "loihi2", board: str = 
     placement = place(res, spec, share_weights)
     check_fits(res, placement, spec, board,
                resize=lambda size: layer_resources(rescaled(ir, size), spec, share_weights))
-    energy = None
+    energy = activity = None
     if images is not None:
         from .api import simulate
 
-        energy = estimate_energy(ir, simulate(int_graph, images).spike_counts, spec)
-    return Build(int_graph, ir, spec, board, res, placement, energy)
+        counts = simulate(int_graph, images).spike_counts
+        energy = estimate_energy(ir, counts, spec)
+        activity = layer_activity(ir, counts)
+    return Build(int_graph, ir, spec, board, res, placement, energy, activity)
 
 
 def load_build(folder: str | os.PathLike[str]) -> Build:

@@ -105,9 +105,21 @@ def test_a_board_too_small_names_layer_limit_board_and_size(micro_256):
 def test_build_round_trip(tmp_path, micro_256):
     build = compile(micro_256, board="hala-point", images=torch.zeros(1, 3, 256, 256))
     out = build.save(tmp_path / "build")
-    for name in ("model.q.nir", "build.json", "resources.json", "resources.txt", "placement.json", "energy.json"):
+    for name in ("model.q.nir", "build.json", "resources.json", "resources.txt", "placement.json", "energy.json",
+                 "activity.json", "firing_rates.png"):
         assert (out / name).exists(), name
     assert json.loads((out / "build.json").read_text())["chips"] == build.placement.chips
     again = load_build(out)
     assert again.summary() == build.summary()
     assert build.energy is not None and build.energy.paper_mj > 0
+
+
+def test_activity_hand_computed():
+    from lensnet_deploy.hardware.activity import layer_activity
+
+    counts = {"s1": torch.tensor([0, 0, 4, 2]).view(1, 1, 2, 2).expand(1, 2, 2, 2).reshape(1, 2, 2, 2)}
+    g = Graph(meta={"outputs": []})
+    g.add("input", "input", [], (2, 2, 2))
+    g.add("s1", "spike", ["input"], (2, 2, 2), D=4)
+    (row,) = layer_activity(g, counts)
+    assert row["mean_count"] == 1.5 and row["firing_rate"] == 0.375 and row["sparsity"] == 0.5
