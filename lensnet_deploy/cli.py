@@ -217,6 +217,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import default_inputs, run_pipeline
+
+    checkpoint, images, gt = args.checkpoint, args.images, args.gt
+    if checkpoint is None and images is None:
+        checkpoint, images, gt = default_inputs()
+        print(f"bundled default: {checkpoint} on {images}")
+    elif checkpoint is None or images is None:
+        raise LensNetDeployError("give both CKPT_OR_NAME and --images, or neither for the bundled default")
+    run_pipeline(checkpoint, images, gt, args.output, board=args.board, target=args.target,
+                 log=lambda s: print(s, flush=True))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lensnet-deploy",
@@ -274,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share-weights", action="store_true",
                    help="count convolution weights once (weight sharing) instead of per synapse")
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="the whole pipeline to an HTML report (no arguments: the bundled default)")
+    p.add_argument("checkpoint", metavar="CKPT_OR_NAME", nargs="?", help="checkpoint file or zoo model name")
+    p.add_argument("--images", type=Path, help="folder of images")
+    p.add_argument("--gt", type=Path, help="folder of ground-truth masks (metrics float vs integer)")
+    p.add_argument("-o", "--output", type=Path, default=Path("out/run"), help="output folder (default out/run)")
+    p.add_argument("--target", default="loihi2")
+    p.add_argument("--board", default="kapoho-point")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")
     p.add_argument("--variant", default="lensnet-tiny", help="variant name (default lensnet-tiny)")

@@ -1,0 +1,73 @@
+"""The whole pipeline (`run`): artifacts, resumption, the HTML report, bad input."""
+
+import json
+import os
+import time
+
+import pytest
+from conftest import SAMPLES
+
+from lensnet_deploy import DatasetError, save_lensnet
+from lensnet_deploy.pipeline import fresh, run_pipeline
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, micro_model):
+    base = tmp_path_factory.mktemp("run")
+    ckpt = save_lensnet(micro_model, base / "micro.safetensors", "lensnet-micro")
+    images, gt = base / "Image", base / "GT"
+    images.mkdir()
+    gt.mkdir()
+    for src in sorted((SAMPLES / "Image").iterdir())[:3]:
+        (images / src.name).write_bytes(src.read_bytes())
+        mask = SAMPLES / "GT" / f"{src.stem}.png"
+        (gt / mask.name).write_bytes(mask.read_bytes())
+    log: list[str] = []
+    summary = run_pipeline(str(ckpt), images, gt, base / "out", board="oheo-gulch", log=log.append)
+    return base, ckpt, images, gt, summary, log
+
+
+def test_run_writes_every_artifact_and_the_report(small_run):
+    base, _, _, _, summary, log = small_run
+    out = base / "out"
+    for name in ("model.nir", "model.q.nir", "build/build.json", "build/energy.json", "build/firing_rates.png",
+                 "metrics.json", "summary.json", "report.html", "report/saliency_grid.png"):
+        assert (out / name).exists(), name
+    assert [line.split("]")[0] for line in log[:-1]] == ["[run "] * 6
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"float", "integer"} and 0 <= metrics["integer"]["mae"] <= 1
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "S-measure" in page and "oheo-gulch" in page
+    assert summary["build"]["chips"] == 1 and summary["images"] == 3
+
+
+def test_a_second_run_skips_fresh_steps_and_redoes_stale_ones(small_run):
+    base, ckpt, images, gt, _, _ = small_run
+    log: list[str] = []
+    run_pipeline(str(ckpt), images, gt, base / "out", board="oheo-gulch", log=log.append)
+    assert all(line.startswith("[skip]") for line in log[:-1])
+    future = time.time() + 5
+    os.utime(base / "out" / "model.q.nir", (future, future))  # a newer integer graph: later steps are stale
+    log.clear()
+    run_pipeline(str(ckpt), images, gt, base / "out", board="oheo-gulch", log=log.append)
+    assert [line[:6] for line in log[:-1]] == ["[skip]", "[skip]", "[skip]", "[run ]", "[run ]", "[run ]"]
+
+
+def test_fresh_compares_modification_times(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("x")
+    assert not fresh([b], [a])
+    b.write_text("y")
+    os.utime(a, (1, 1))
+    assert fresh([b], [a])
+
+
+def test_run_refuses_bad_inputs(small_run, tmp_path):
+    base, ckpt, images, gt, _, _ = small_run
+    with pytest.raises(DatasetError, match="output folder is the input folder"):
+        run_pipeline(str(ckpt), images, gt, images)
+    lonely = tmp_path / "GT"
+    lonely.mkdir()
+    (lonely / "nothing.png").write_bytes((gt / sorted(os.listdir(gt))[0]).read_bytes())
+    with pytest.raises(DatasetError, match="with no mask"):
+        run_pipeline(str(ckpt), images, lonely, tmp_path / "out")
