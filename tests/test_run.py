@@ -71,3 +71,20 @@ def test_run_refuses_bad_inputs(small_run, tmp_path):
     (lonely / "nothing.png").write_bytes((gt / sorted(os.listdir(gt))[0]).read_bytes())
     with pytest.raises(DatasetError, match="with no mask"):
         run_pipeline(str(ckpt), images, lonely, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(small_run):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed")
+    base = small_run[0]
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_report.py"
+    proc = subprocess.run([sys.executable, str(script), str(base / "out" / "report.html")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("rendered")
