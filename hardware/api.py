@@ -75,6 +75,10 @@ def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor |
     ir = from_nir(graph)
     if "quantized" in ir.meta:
         raise LensNetDeployError("graph is already quantized")
+    for n in ir.of_op("conv"):
+        for key in ("weight", "bias"):
+            if n.attrs[key] is not None and not np.isfinite(n.attrs[key]).all():
+                raise LensNetDeployError(f"layer {n.name}: {key}s are not finite (NaN or Inf)")
     q, bounds = quantize_ir(ir, **options)
     rows = []
     for row in bounds.rows:
@@ -97,6 +101,28 @@ def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor |
     return to_nir(q), QuantizeReport(rows, agreement)
 
 
+def check_integer_widths(ir) -> None:
+    """Refuse an integer graph whose parameters break the widths of docs/integer_semantics.md."""
+    from .quantize import STATE_MAX, WEIGHT_MAX
+
+    for n in ir:
+        a = n.attrs
+        if n.op == "conv":
+            if np.abs(a["w_int"]).max(initial=0) > WEIGHT_MAX:
+                raise LensNetDeployError(f"layer {n.name}: weight mantissa outside int8 (|w| ≤ {WEIGHT_MAX})")
+            if np.abs(a["b_int"]).max(initial=0) > STATE_MAX:
+                raise LensNetDeployError(f"layer {n.name}: bias does not fit the 24-bit state")
+        elif n.op == "spike":
+            theta = np.asarray(a["theta"])
+            src = ir.nodes[n.inputs[0]]
+            limit = 2**62 if src.op in ("avgpool", "attention") else STATE_MAX
+            if np.abs(theta).max(initial=0) > limit:
+                raise LensNetDeployError(f"layer {n.name}: threshold {int(np.abs(theta).max()):,} overflows "
+                                         f"{'64' if limit > STATE_MAX else '24'} bits")
+            if np.any(np.diff(theta, axis=1) < 0):
+                raise LensNetDeployError(f"layer {n.name}: thresholds are not increasing with the count")
+
+
 def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast") -> SimResult:
     """Run an integer lensnet NIR graph on ``images`` (ImageNet-normalised B×3×H×W).
 
@@ -109,6 +135,7 @@ def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast
     ir = from_nir(int_graph)
     if "quantized" not in ir.meta:
         raise LensNetDeployError("simulate needs an integer graph: run quantize first")
+    check_integer_widths(ir)
     with torch.no_grad():
         run = simulate_int(ir, images, fast=backend == "fast")
     return SimResult(run.logits, run.raw, run.spike_counts, run.observed_max)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ResourceError
+from ..errors import LensNetDeployError, ResourceError
 from ..export.ir import Graph, Node
 
 TARGET_DIR = Path(__file__).resolve().parent / "targets"
@@ -32,7 +32,7 @@ def load_target(name: str) -> dict[str, Any]:
     path = TARGET_DIR / f"{name}.json"
     if not path.exists():
         known = sorted(p.stem for p in TARGET_DIR.glob("*.json") if p.stem != "boards")
-        raise ResourceError(f"unknown target {name!r} (known: {', '.join(known)})")
+        raise LensNetDeployError(f"unknown target {name!r} (known: {', '.join(known)})")
     return json.loads(path.read_text())
 
 
@@ -179,7 +179,7 @@ def check_fits(res: Resources, placement: Placement, target: dict[str, Any], boa
     board that holds the model and (with ``resize(size) -> Resources``) the largest input that fits."""
     boards = load_boards()
     if board_name not in boards:
-        raise ResourceError(f"unknown board {board_name!r} (known: {', '.join(boards)})")
+        raise LensNetDeployError(f"unknown board {board_name!r} (known: {', '.join(boards)})")
     capacity = board_capacity(boards[board_name], target)
     if placement.cores <= capacity:
         return

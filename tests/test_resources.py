@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lensnet_deploy import ResourceError, compile, export_nir, load_build, quantize
+from lensnet_deploy import LensNetDeployError, ResourceError, compile, export_nir, load_build, quantize
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.hardware.energy import E_AC_PJ, E_MAC_PJ, estimate_energy
 from lensnet_deploy.hardware.resources import layer_resources, load_boards, load_target, place
@@ -82,7 +82,7 @@ def test_targets_and_boards_cite_their_sources():
         target = load_target(name)
         assert set(target["sources"]) >= {"neuro_cores_per_chip", "neurons_per_chip", "synapses_per_chip",
                                           "energy_pj"}
-    with pytest.raises(ResourceError, match="unknown target 'loihi9'"):
+    with pytest.raises(LensNetDeployError, match="unknown target 'loihi9'"):
         load_target("loihi9")
 
 
