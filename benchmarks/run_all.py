@@ -1,0 +1,25 @@
+"""Every ratio the issues ask for, measured in one run (run it on an idle machine).
+
+- export: full LENS-Net at 352² to a NIR file, time and peak memory (targets 60 s, 4 GB);
+- fast integer simulator vs float PyTorch forward, full LENS-Net at 352², batch 1 and 8 (target ≤ 1.5×);
+- Lava vs fast simulator: not available yet (the Lava backend is a later issue).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    for script, extra in (("export_benchmark.py", []), ("simulator_benchmark.py", [])):
+        print(f"== {script} ==", flush=True)
+        subprocess.run([sys.executable, str(HERE / script), *extra, *sys.argv[1:]], check=True)
+    print("== Lava vs fast simulator ==\n  not measured: the Lava backend is not built yet")
+
+
+if __name__ == "__main__":
+    main()
