@@ -18,7 +18,7 @@ from ..export.to_nir import to_nir
 from .int_sim import simulate_int
 from .quantize import quantize_ir
 
-BACKENDS = ("fast", "reference")
+BACKENDS = ("fast", "reference", "lava")
 
 
 @dataclass
@@ -127,8 +127,9 @@ def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast
     """Run an integer lensnet NIR graph on ``images`` (ImageNet-normalised B×3×H×W).
 
     ``fast``: float32 convolutions, exact because every partial sum is proven
-    below 2^24; ``reference``: float64 (exact below 2^53). Both give the same
-    integers. (The Lava backend is a later issue.)
+    below 2^24; ``reference``: float64 (exact below 2^53); ``lava``: Lava's CPU
+    simulator with our fixed_pt processes, one image at a time. All give the
+    same integers.
     """
     if backend not in BACKENDS:
         raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
@@ -136,6 +137,14 @@ def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast
     if "quantized" not in ir.meta:
         raise LensNetDeployError("simulate needs an integer graph: run quantize first")
     check_integer_widths(ir)
+    if backend == "lava":
+        from .lava_sim import simulate_lava
+
+        runs = [simulate_lava(ir, img) for img in images]
+        raw = tuple(torch.from_numpy(np.stack([r.raw[i] for r in runs])) for i in range(len(runs[0].raw)))
+        scales = [torch.as_tensor(o.attrs["real_scale"]).view(1, -1, 1, 1) for o in ir.outputs()]
+        counts = {k: torch.from_numpy(np.stack([r.spike_counts[k] for r in runs])) for k in runs[0].spike_counts}
+        return SimResult(tuple(r.double() * s for r, s in zip(raw, scales)), raw, counts)
     with torch.no_grad():
         run = simulate_int(ir, images, fast=backend == "fast")
     return SimResult(run.logits, run.raw, run.spike_counts, run.observed_max)

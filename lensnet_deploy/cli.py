@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run an integer NIR graph bit-exactly on a folder of images")
     p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
-    p.add_argument("--backend", choices=("fast", "reference"), default="fast")
+    p.add_argument("--backend", choices=("fast", "reference", "lava"), default="fast")
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
     p.add_argument("--batch-size", type=int, default=8)
