@@ -148,3 +148,18 @@ def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast
     with torch.no_grad():
         run = simulate_int(ir, images, fast=backend == "fast")
     return SimResult(run.logits, run.raw, run.spike_counts, run.observed_max)
+
+
+def node_values(int_graph: nir.NIRGraph, image: torch.Tensor, backend: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every node's integers for one image on ``backend`` (for layer-by-layer comparisons)."""
+    ir = from_nir(int_graph)
+    order = [n.name for n in ir if n.op not in ("input", "output")]
+    x = image if image.dim() == 4 else image[None]
+    if backend == "lava":
+        from .lava_sim import simulate_lava
+
+        return simulate_lava(ir, x[:1], keep=True).values, order
+    if backend not in BACKENDS:
+        raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+    run = simulate_int(ir, x[:1], fast=backend == "fast", keep=True)
+    return {k: v[0].numpy() for k, v in run.values.items()}, order

@@ -231,6 +231,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .datasets import list_images, load_images
+    from .export import read_nir
+    from .hardware.api import node_values
+    from .hardware.reference import first_difference
+
+    graph = read_nir(args.graph)
+    files = list_images(args.images)[: args.count]
+    x = load_images(files, _images_size(graph))
+    a_name, b_name = args.backends
+    for path, image in zip(files, x):
+        a, order = node_values(graph, image, a_name)
+        b, _ = node_values(graph, image, b_name)
+        found = first_difference(a, b, order)
+        if found is None:
+            print(f"{path.name}: {a_name} and {b_name} equal on all {len(order)} layers")
+        else:
+            name, count = found
+            print(f"{path.name}: first difference at layer {name} ({count:,} values differ)")
+            return EXIT_INPUT
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lensnet-deploy",
@@ -297,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="loihi2")
     p.add_argument("--board", default="kapoho-point")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("diff", help="compare two backends layer by layer; name the first layer that differs")
+    p.add_argument("graph", type=Path, help="integer NIR file")
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
+    p.add_argument("--backends", nargs=2, default=["fast", "lava"], metavar=("A", "B"),
+                   choices=("fast", "reference", "lava"))
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")
     p.add_argument("--variant", default="lensnet-tiny", help="variant name (default lensnet-tiny)")

@@ -192,3 +192,15 @@ def test_compile_command_and_board_error(tmp_path, micro_ckpt):
     assert (tmp_path / "build" / "energy.json").exists()
     proc = cli("compile", int_nir, "--board", "nowhere", "-o", tmp_path / "b2")
     one_line_error(proc, "unknown board 'nowhere'")
+
+
+def test_diff_command(tmp_path, micro_ckpt):
+    float_nir, int_nir = tmp_path / "m.nir", tmp_path / "m.q.nir"
+    assert cli("export", micro_ckpt, "-o", float_nir, "--input-size", "32", "32").returncode == 0
+    assert cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--calib-count", "2", "-o", int_nir).returncode == 0
+    proc = cli("diff", int_nir, "--images", SAMPLES / "Image", "--backends", "fast", "reference")
+    assert proc.returncode == 0, proc.stderr
+    assert "fast and reference equal on all" in proc.stdout
+    proc = cli("diff", int_nir, "--images", SAMPLES / "Image", "--backends", "fast", "lava")
+    assert proc.returncode == 0, proc.stderr
+    assert "fast and lava equal on all 226 layers" in proc.stdout
