@@ -66,3 +66,48 @@ def test_lensnet_tiny_on_real_images_through_lava():
         assert all(np.array_equal(a, b[i].numpy()) for a, b in zip(lava.raw, fast.raw))
         assert all(np.array_equal(c, fast.spike_counts[k][i].numpy()) for k, c in lava.spike_counts.items())
     assert torch.is_tensor(fast.raw[0])
+
+
+def _every_node_type_graph(seed: int):
+    from test_int_properties import BLOCKS, Builder
+
+    rng = np.random.default_rng(seed)
+    b = Builder(rng, 4)
+    b.g.add("input", "input", [], (3, 16, 16))
+    s = b.spike(b.conv("input", 4), 2000)
+    for kind in BLOCKS:
+        s = b.block(kind, s)
+    head = b.conv(s, 1, k=1)
+    _, h, w = b.g.nodes[head].shape
+    b.g.add("bil", "bilinear", [head], (1, 4 * h, 4 * w), factor=4)
+    b.g.add("out", "output", ["bil"], (1, 4 * h, 4 * w), real_scale=np.ones(1))
+    return b.g, torch.from_numpy(rng.normal(size=(1, 3, 16, 16)))
+
+
+def _lava_equals_fast_on_every_node(graph, images) -> None:
+    from lensnet_deploy.hardware.reference import first_difference
+
+    lava = simulate_lava(graph, images, keep=True)
+    fast = {k: v[0].numpy() for k, v in simulate_int(graph, images, fast=True, keep=True).values.items()}
+    order = [n.name for n in graph if n.op not in ("input", "output")]
+    assert first_difference(lava.values, fast, order) is None
+
+
+def test_lava_on_a_small_graph_with_every_node_type():
+    graph, images = _every_node_type_graph(0)
+    assert {n.op for n in graph} >= {"conv", "spike", "add", "avgpool", "maxpool", "upsample", "attention",
+                                     "sigmoid", "gate", "bilinear"}
+    _lava_equals_fast_on_every_node(graph, images)
+
+
+def test_lava_on_random_small_graphs():
+    from hypothesis import HealthCheck, given, settings
+    from test_int_properties import graphs
+
+    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(graphs())
+    def check(case):
+        graph, images = case
+        _lava_equals_fast_on_every_node(graph, images[:1])
+
+    check()
