@@ -254,6 +254,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .hardware.deploy import deploy
+
+    deploy(args.build)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lensnet-deploy",
@@ -320,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="loihi2")
     p.add_argument("--board", default="kapoho-point")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("deploy", help="run a saved build on a Loihi 2 system (needs Intel's lava-loihi)")
+    p.add_argument("build", type=Path, help="build folder from `compile`")
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("diff", help="compare two backends layer by layer; name the first layer that differs")
     p.add_argument("graph", type=Path, help="integer NIR file")

@@ -123,3 +123,17 @@ def test_activity_hand_computed():
     g.add("s1", "spike", ["input"], (2, 2, 2), D=4)
     (row,) = layer_activity(g, counts)
     assert row["mean_count"] == 1.5 and row["firing_rate"] == 0.375 and row["sparsity"] == 0.5
+
+
+def test_deploy_says_what_is_missing(tmp_path, micro_256):
+    from lensnet_deploy.hardware.deploy import deploy, loihi2_available
+
+    compile(micro_256, board="hala-point").save(tmp_path / "build")
+    before = sorted(p.name for p in (tmp_path / "build").iterdir())
+    available, why = loihi2_available()
+    assert not available and "lava-loihi" in why
+    with pytest.raises(LensNetDeployError, match="lava-loihi extension is not installed.*build .* is complete"):
+        deploy(tmp_path / "build")
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == before
+    with pytest.raises(LensNetDeployError, match="not a build folder"):
+        deploy(tmp_path)
