@@ -156,7 +156,20 @@ class Trainer:
         self.optim.load_state_dict(state["optim"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
         self.best, self.history, self.seconds = state["best"], state["history"], state["seconds"]
+        self._truncate_log(self.global_step)
         self.log(f"resumed {self.state_path} at epoch {self.epoch + 1}, step {self.step}")
+
+    def _truncate_log(self, global_step: int) -> None:
+        """Drop step rows logged after the saved state (a run killed between two saves)."""
+        path = self.out / "steps.csv"
+        if not path.exists():
+            return
+        rows = list(csv.reader(path.open()))
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[2]) < global_step]
+        if len(kept) != len(rows):
+            with atomic_path(path, suffix=".csv") as tmp:
+                with tmp.open("w", newline="") as f:
+                    csv.writer(f).writerows(kept)
 
     def _save_state(self) -> None:
         state = {"config": asdict(self.cfg), "model": self.model.state_dict(),

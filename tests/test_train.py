@@ -58,6 +58,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
         full.run(max_steps=7)
         part = Trainer(cfg, tmp_path / "part", log=lambda s: None)
         part.run(max_steps=3)
+        # a run killed after logging a step it had not saved yet: that row must not survive the resume
+        with (tmp_path / "part" / "steps.csv").open("a") as f:
+            f.write("0,3,3,9.99999999,0.001,0.0\n")
         del part
         resumed = Trainer(cfg, tmp_path / "part", log=lambda s: None)
         assert (resumed.epoch, resumed.step) == (0, 3)
