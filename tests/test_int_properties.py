@@ -112,8 +112,8 @@ def test_fast_simulator_equals_the_int64_reference_on_every_node(case):
     assert {"input", "conv", "spike", "bilinear", "output"} <= ops
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_graph_with_every_node_type(seed):
+def every_node_type_graph(seed: int, batch: int = 2) -> tuple[Graph, torch.Tensor]:
+    """A 16×16 graph with one block of each kind (so every node type), and its images."""
     rng = np.random.default_rng(seed)
     b = Builder(rng, 4)
     b.g.add("input", "input", [], (3, 16, 16))
@@ -124,12 +124,17 @@ def test_a_graph_with_every_node_type(seed):
     _, h, w = b.g.nodes[head].shape
     b.g.add("bil", "bilinear", [head], (1, 4 * h, 4 * w), factor=4)
     b.g.add("out", "output", ["bil"], (1, 4 * h, 4 * w), real_scale=np.ones(1))
-    assert {n.op for n in b.g} == {"input", "conv", "spike", "add", "avgpool", "maxpool", "upsample", "attention",
-                                   "sigmoid", "gate", "bilinear", "output"}
-    images = torch.from_numpy(rng.normal(size=(2, 3, 16, 16)))
-    ref, fast = both(b.g, images)
-    assert first_difference(ref, fast, list(b.g.nodes)) is None
-    counts = [ref[n.name] for n in b.g.of_op("spike")]
+    return b.g, torch.from_numpy(rng.normal(size=(batch, 3, 16, 16)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_graph_with_every_node_type(seed):
+    graph, images = every_node_type_graph(seed)
+    assert {n.op for n in graph} == {"input", "conv", "spike", "add", "avgpool", "maxpool", "upsample", "attention",
+                                     "sigmoid", "gate", "bilinear", "output"}
+    ref, fast = both(graph, images)
+    assert first_difference(ref, fast, list(graph.nodes)) is None
+    counts = [ref[n.name] for n in graph.of_op("spike")]
     assert len({int(c.sum()) for c in counts}) > 3  # spikes vary: the comparison has something to compare
 
 

@@ -68,22 +68,6 @@ def test_lensnet_tiny_on_real_images_through_lava():
     assert torch.is_tensor(fast.raw[0])
 
 
-def _every_node_type_graph(seed: int):
-    from test_int_properties import BLOCKS, Builder
-
-    rng = np.random.default_rng(seed)
-    b = Builder(rng, 4)
-    b.g.add("input", "input", [], (3, 16, 16))
-    s = b.spike(b.conv("input", 4), 2000)
-    for kind in BLOCKS:
-        s = b.block(kind, s)
-    head = b.conv(s, 1, k=1)
-    _, h, w = b.g.nodes[head].shape
-    b.g.add("bil", "bilinear", [head], (1, 4 * h, 4 * w), factor=4)
-    b.g.add("out", "output", ["bil"], (1, 4 * h, 4 * w), real_scale=np.ones(1))
-    return b.g, torch.from_numpy(rng.normal(size=(1, 3, 16, 16)))
-
-
 def _lava_equals_fast_on_every_node(graph, images) -> None:
     from lensnet_deploy.hardware.reference import first_difference
 
@@ -94,7 +78,9 @@ def _lava_equals_fast_on_every_node(graph, images) -> None:
 
 
 def test_lava_on_a_small_graph_with_every_node_type():
-    graph, images = _every_node_type_graph(0)
+    from test_int_properties import every_node_type_graph
+
+    graph, images = every_node_type_graph(0, batch=1)
     assert {n.op for n in graph} >= {"conv", "spike", "add", "avgpool", "maxpool", "upsample", "attention",
                                      "sigmoid", "gate", "bilinear"}
     _lava_equals_fast_on_every_node(graph, images)
