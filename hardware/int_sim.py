@@ -83,6 +83,8 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: b
     """Run a quantized IR graph; ``fast`` uses float32 convolutions (exact below 2^24)."""
     dtype = torch.float32 if fast else torch.float64
     values: dict[str, torch.Tensor] = {}
+    outputs = {o.name for o in graph.outputs()} | {i for o in graph.outputs() for i in o.inputs}
+    remaining = {n.name: len(graph.consumers(n.name)) for n in graph}
     counts: dict[str, torch.Tensor] = {}
     observed: dict[str, int] = {}
     raw, logits = [], []
@@ -98,7 +100,7 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: b
             v = torch.zeros_like(args[0])
             for k in range(theta.shape[1]):
                 v = v + (args[0] > theta[:, k].view(1, -1, 1, 1)).to(torch.int64)
-            counts[n.name] = v
+            counts[n.name] = v.to(torch.uint8)  # counts ≤ D ≤ 16: one byte per neuron
         elif n.op == "add":
             v = args[0]
             for x in args[1:]:
@@ -133,6 +135,11 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: b
         values[n.name] = v
         if n.op in ("conv", "add", "gate"):
             observed[n.name] = int(v.abs().max())
+        if not keep:  # free what no later node reads
+            for i in n.inputs:
+                remaining[i] -= 1
+                if remaining[i] == 0 and i not in outputs:
+                    del values[i]
     for out in graph.outputs():
         raw.append(values[out.name])
         logits.append(values[out.name].double() * torch.as_tensor(out.attrs["real_scale"]).view(1, -1, 1, 1))
