@@ -10,19 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph
+from .conv_affine import fold_affine, producing_conv
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
     g = graph.copy()
     for bn in g.of_op("batchnorm"):
-        (src,) = bn.inputs
-        conv = g.nodes[src]
-        if conv.op != "conv" or len(g.consumers(src)) != 1:
-            raise ValueError(f"batchnorm {bn.name} does not follow a convolution it can fold into")
+        conv = producing_conv(g, bn)
         a = bn.attrs
         factor = a["weight"] / np.sqrt(a["var"] + a["eps"])
-        bias = conv.attrs["bias"] if conv.attrs["bias"] is not None else np.zeros_like(factor)
-        conv.attrs["weight"] = conv.attrs["weight"] * factor[:, None, None, None]
-        conv.attrs["bias"] = (bias - a["mean"]) * factor + a["bias"]
+        fold_affine(conv, factor, a["bias"] - a["mean"] * factor)
         g.bypass(bn.name)
     return g
