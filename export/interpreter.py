@@ -138,9 +138,9 @@ def _extension(name: str, ext: dict, operands: list[torch.Tensor], node: nir.NIR
         mult = torch.tensor(ext["mult"], dtype=torch.int64).view(1, -1, 1, 1)
         return ((g * x * mult + (1 << (r - 1))) >> r).to(torch.float64)
     if op == "bilinear_int":
-        from ..hardware.int_sim import _bilinear_int
+        from ..hardware.int_sim import bilinear_int
 
-        return _bilinear_int(operands[0].round().to(torch.int64), int(ext["factor"])).to(torch.float64)
+        return bilinear_int(operands[0].round().to(torch.int64), int(ext["factor"])).to(torch.float64)
     if op == "attention":
         return K.attention(*operands, heads=int(ext["heads"]), scale=float(ext["scale"]))
     if op == "sigmoid":

@@ -92,7 +92,7 @@ def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor |
         rows.append(entry)
     agreement: dict[str, float] = {}
     if calibration_images is not None:
-        run = simulate_int(q, calibration_images, fast=True)
+        run = simulate_int(q, calibration_images, fast=True, observe=True)
         floats = run_ir(ir, calibration_images, keep=True)
         for row in rows:
             row["observed"] = run.observed_max.get(row["layer"], 0)

@@ -1,9 +1,9 @@
-"""Integer simulation of a quantized IR graph (docs/integer_semantics.md, draft v0).
+"""Integer simulation of a quantized IR graph (docs/integer_semantics.md, v0).
 
-Every value is an exact integer held in int64. Convolutions and matrix
-products run in a floating-point type only where every partial sum is an
-integer that type represents exactly: float64 (< 2^53) for the reference,
-float32 (< 2^24, proven by the quantizer's bounds) for the fast path.
+``simulate_int`` runs either the float64 torch path of this module, where every
+value is an exact integer held in int64 and convolutions and matrix products
+run in float64 (exact below 2^53), or, with ``fast=True``, the float32 path of
+``fast_sim`` (exact integers carried in float32, proven below 2^24).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import torch.nn.functional as F
 
 from ..datasets import IMAGENET_MEAN, IMAGENET_STD
 from ..export.ir import Graph, Node
-
-FLOAT32_EXACT = 2**24
 
 
 @dataclass
@@ -47,7 +45,7 @@ def _exact_conv(x: torch.Tensor, n: Node, dtype: torch.dtype) -> torch.Tensor:
     return out + torch.as_tensor(a["b_int"]).view(1, -1, 1, 1)
 
 
-def _bilinear_int(p: torch.Tensor, f: int) -> torch.Tensor:
+def bilinear_int(p: torch.Tensor, f: int) -> torch.Tensor:
     """Integer bilinear ×f (align_corners False): (2f)² times the real result, exactly."""
     def axis_weights(size: int):
         out = torch.arange(size * f)
@@ -79,9 +77,16 @@ def _attention_int(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int
     return torch.round(y).to(torch.int64).transpose(2, 3).reshape(b, cv, h, w)
 
 
-def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: bool = False) -> IntRun:
-    """Run a quantized IR graph; ``fast`` uses float32 convolutions (exact below 2^24)."""
-    dtype = torch.float32 if fast else torch.float64
+def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: bool = False,
+                 observe: bool = False) -> IntRun:
+    """Run a quantized IR graph: ``fast`` carries exact integers in float32 (``fast_sim``),
+    otherwise int64 values and float64 kernels. ``keep`` returns every node's integers;
+    ``observe`` the largest |membrane| of every convolution, join and gate."""
+    if fast:
+        from .fast_sim import FastSimulator
+
+        return FastSimulator(graph)(images, keep=keep, observe=observe)
+    dtype = torch.float64
     values: dict[str, torch.Tensor] = {}
     outputs = {o.name for o in graph.outputs()} | {i for o in graph.outputs() for i in o.inputs}
     remaining = {n.name: len(graph.consumers(n.name)) for n in graph}
@@ -127,13 +132,13 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: b
             r = int(a["r"])
             v = (args[0] * args[1] * mult + (1 << (r - 1))) >> r
         elif n.op == "bilinear":
-            v = _bilinear_int(args[0], int(a["factor"]))
+            v = bilinear_int(args[0], int(a["factor"]))
         elif n.op == "output":
             v = args[0]
         else:
             raise ValueError(f"cannot simulate op {n.op} ({n.name})")
         values[n.name] = v
-        if n.op in ("conv", "add", "gate"):
+        if observe and n.op in ("conv", "add", "gate"):
             observed[n.name] = int(v.abs().max())
         if not keep:  # free what no later node reads
             for i in n.inputs:

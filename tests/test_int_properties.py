@@ -35,7 +35,10 @@ class Builder:
     def spike(self, src: str, scale: float) -> str:
         c = self.g.nodes[src].shape[0]
         start = self.rng.integers(-int(scale), int(scale) + 1, (c, 1))
-        steps = self.rng.integers(1, max(2, int(scale)), (c, self.D))
+        if self.rng.random() < 0.5:  # arithmetic, power-of-two step: what quantize makes after a conv or join
+            steps = np.repeat(2 ** self.rng.integers(0, max(1, int(np.log2(scale))), (c, 1)), self.D, axis=1)
+        else:
+            steps = self.rng.integers(1, max(2, int(scale)), (c, self.D))
         return self.g.add(self.name("spike"), "spike", [src], self.g.nodes[src].shape, D=self.D,
                           theta=(start + np.cumsum(steps, axis=1)).astype(np.int64))
 

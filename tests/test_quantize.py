@@ -10,7 +10,7 @@ from lensnet_deploy.datasets import list_images, load_images
 from lensnet_deploy.export.capture import capture_lensnet
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.export.passes import run_passes
-from lensnet_deploy.hardware.int_sim import _bilinear_int, pixels_from_images, simulate_int
+from lensnet_deploy.hardware.int_sim import bilinear_int, pixels_from_images, simulate_int
 from lensnet_deploy.hardware.quantize import PIXEL_OFFSET, STATE_MAX, _thresholds, quantize_ir
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
@@ -46,7 +46,7 @@ def test_integer_bilinear_is_exactly_scaled_real_bilinear():
     rng = np.random.default_rng(0)
     p = torch.from_numpy(rng.integers(-1000, 1000, size=(2, 1, 5, 7)))
     for f in (2, 4, 16):
-        ints = _bilinear_int(p, f)
+        ints = bilinear_int(p, f)
         real = F.interpolate(p.double(), scale_factor=f, mode="bilinear", align_corners=False)
         assert ints.dtype == torch.int64
         assert float((ints.double() - real * (2 * f) ** 2).abs().max()) < 1e-6  # real side rounds, ints exact
