@@ -16,7 +16,7 @@ from ..export.from_nir import from_nir
 from ..export.ir_exec import run_ir
 from ..export.to_nir import to_nir
 from .int_sim import simulate_int
-from .quantize import quantize_ir
+from .quantize import WEIGHT_MAX, quantize_ir
 
 BACKENDS = ("fast", "reference", "lava")
 
@@ -34,8 +34,13 @@ class SimResult:
 
 @dataclass
 class QuantizeReport:
+    """Per-layer bounds and SQNR; on calibration images: spike agreement with the float
+    model, saturation counts and (with masks) float vs integer SOD metrics."""
+
     layers: list[dict]
     spike_agreement: dict[str, float]
+    saturation: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def format(self, top: int = 8) -> str:
         lines = ["layer                                              bits  SQNR dB   bound      observed"]
@@ -47,6 +52,19 @@ class QuantizeReport:
             values = np.array(list(self.spike_agreement.values()))
             lines.append(f"spike counts equal to the float model: mean {100 * values.mean():.2f} % of neurons "
                          f"per layer (min {100 * values.min():.2f} %, {len(values)} layers)")
+        sat = self.saturation
+        if sat:
+            lines.append(f"saturation: {sat['weights_clipped']} weights clipped to int8; {sat['state_over_bound']} "
+                         f"membranes beyond the 24-bit proof (0 by construction)")
+        if "neurons" in sat:
+            lines.append(f"  neurons at the top count D: integer {sat['at_top_integer']:,}, float "
+                         f"{sat['at_top_float']:,} of {sat['neurons']:,}; sigmoid inputs beyond the gate table: "
+                         f"{sat['gate_beyond_table']} of {sat['gate_inputs']}")
+        if self.metrics:
+            from ..metrics import format_table
+
+            lines.append(f"float vs integer on the {sat.get('images', '')} calibration images with masks:")
+            lines.append(format_table(self.metrics))
         return "\n".join(lines)
 
 
@@ -62,13 +80,19 @@ def quantize(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None
 
     Options: ``per_channel`` (default True: one shift per channel of each
     residual stream; False: one per stream) and ``strict`` (fail instead of
-    coarsening a stream to fit 24 bits). ``calibration_images`` feed the
-    report (observed maxima, spike agreement with the float model)."""
-    return quantize_with_report(graph, calibration_images, **options)[0]
+    coarsening a stream to fit 24 bits). Shifts come from static worst-case
+    bounds, so the integer graph depends on the weights alone;
+    ``calibration_images`` matter for the report of ``quantize_with_report``
+    (observed maxima, spike agreement, saturations, metrics)."""
+    return quantize_with_report(graph, None, **options)[0]
 
 
 def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
+                         masks: list[np.ndarray] | None = None, batch_size: int = 2,
                          **options) -> tuple[nir.NIRGraph, QuantizeReport]:
+    """``quantize`` plus its report; ``masks`` (one per calibration image) add the float vs
+    integer SOD metrics. Images go through both models ``batch_size`` at a time (the float
+    model's every layer is kept for the spike comparison)."""
     unknown = set(options) - {"per_channel", "strict"}
     if unknown:
         raise LensNetDeployError(f"unknown quantize options: {', '.join(sorted(unknown))} (known: per_channel, strict)")
@@ -79,26 +103,75 @@ def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor |
         for key in ("weight", "bias"):
             if n.attrs[key] is not None and not np.isfinite(n.attrs[key]).all():
                 raise LensNetDeployError(f"layer {n.name}: {key}s are not finite (NaN or Inf)")
+    if masks is not None and (calibration_images is None or len(masks) != len(calibration_images)):
+        raise LensNetDeployError("masks need one calibration image each")
     q, bounds = quantize_ir(ir, **options)
     rows = []
+    clipped = 0
     for row in bounds.rows:
         n = q.nodes[row["layer"]]
         entry = dict(row, bits=24)
         if n.op == "conv":
             exact = n.attrs["weight"]
-            approx = n.attrs["w_int"] * np.exp2((n.attrs["exp"] - n.attrs["shift"]).astype(np.float64))[
-                :, None, None, None]
+            at = np.exp2((n.attrs["shift"] - n.attrs["exp"]).astype(np.float64))[:, None, None, None]
+            approx = n.attrs["w_int"] / at
             entry.update(bits=8, sqnr_db=_sqnr(exact, approx))
+            clipped += int((np.abs(np.rint(exact * at)) > WEIGHT_MAX).sum())
         rows.append(entry)
-    agreement: dict[str, float] = {}
+    report = QuantizeReport(rows, {}, {"weights_clipped": clipped,
+                                       "state_over_bound": sum(r["bound"] > r["limit"] for r in rows)})
     if calibration_images is not None:
-        run = simulate_int(q, calibration_images, fast=True, observe=True)
-        floats = run_ir(ir, calibration_images, keep=True)
-        for row in rows:
-            row["observed"] = run.observed_max.get(row["layer"], 0)
-        for name, counts in run.spike_counts.items():
-            agreement[name] = float((floats[name].round().long() == counts).double().mean())
-    return to_nir(q), QuantizeReport(rows, agreement)
+        _calibration_report(ir, q, calibration_images, masks, batch_size, report)
+    return to_nir(q), report
+
+
+def _calibration_report(ir, q, images: torch.Tensor, masks: list[np.ndarray] | None, batch_size: int,
+                        report: QuantizeReport) -> None:
+    """Observed maxima, spike agreement, saturations and metrics, batch by batch."""
+    from ..metrics import METRIC_KEYS, SODMetrics
+    from ..predict import saliency_map
+    from .fast_sim import FastSimulator
+
+    sim = FastSimulator(q)
+    sigmoids = q.of_op("sigmoid")
+    gate_inputs = [n.inputs[0] for n in sigmoids]
+    spikes = [n.name for n in q.of_op("spike")]
+    observed: dict[str, int] = {}
+    equal = dict.fromkeys(spikes, 0)
+    sat = dict(neurons=0, at_top_integer=0, at_top_float=0, gate_beyond_table=0, gate_inputs=0, images=len(images))
+    scores = {"float": SODMetrics(), "integer": SODMetrics()} if masks is not None else {}
+    p1 = ir.outputs()[0].name
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        run = sim(x, keep=gate_inputs, observe=True)
+        floats = run_ir(ir, x, keep=True)
+        for name, value in run.observed_max.items():
+            observed[name] = max(observed.get(name, 0), value)
+        for name in spikes:
+            counts, top = run.spike_counts[name].long(), int(q.nodes[name].attrs["D"])
+            reference = floats[name].round().long()
+            equal[name] += int((reference == counts).sum())
+            sat["neurons"] += counts.numel()
+            sat["at_top_integer"] += int((counts == top).sum())
+            sat["at_top_float"] += int((reference == top).sum())
+        for n in sigmoids:
+            a = n.attrs
+            idx = run.values[n.inputs[0]][:, :, 0, 0] >> torch.as_tensor(a["z_shift"]).view(1, -1)
+            beyond = (idx < torch.as_tensor(a["z_lo"]).view(1, -1)) | (idx > torch.as_tensor(a["z_hi"]).view(1, -1))
+            sat["gate_beyond_table"] += int(beyond.sum())
+            sat["gate_inputs"] += beyond.numel()
+        for i, mask in enumerate(masks[start:start + batch_size] if masks is not None else []):
+            scores["float"].step(saliency_map(floats[p1][i], mask.shape), mask)
+            scores["integer"].step(saliency_map(run.logits[0][i].float(), mask.shape), mask)
+    for row in report.layers:
+        row["observed"] = observed.get(row["layer"], 0)
+    per_image = {name: q.nodes[name].shape for name in spikes}
+    report.spike_agreement = {name: equal[name] / (len(images) * int(np.prod(per_image[name]))) for name in spikes}
+    report.saturation.update(sat)
+    if scores:
+        rows = {k: v.results() for k, v in scores.items()}
+        rows["Δ (int − float)"] = {k: rows["integer"][k] - rows["float"][k] for k in METRIC_KEYS}
+        report.metrics = rows
 
 
 def check_integer_widths(ir) -> None:

@@ -18,7 +18,7 @@ one by one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,13 +230,14 @@ class FastSimulator:
             for i in s.node.inputs:
                 self.readers[i] += 1
 
-    def __call__(self, images: torch.Tensor, keep: bool = False, observe: bool = False) -> IntRun:
-        """``keep``: return every node's integers (int64); ``observe``: the largest |membrane|
-        of every convolution, join and gate (the quantizer's report)."""
+    def __call__(self, images: torch.Tensor, keep: bool | Collection[str] = False, observe: bool = False) -> IntRun:
+        """``keep``: return every node's integers (int64), or those of the named nodes;
+        ``observe``: the largest |membrane| of every convolution, join and gate."""
+        wanted = {s.node.name for s in self.steps} if keep is True else set(keep or ())
         with torch.no_grad(), ieee_float32():
-            return self._run(images, keep, observe)
+            return self._run(images, wanted, observe)
 
-    def _run(self, images: torch.Tensor, keep: bool, observe: bool) -> IntRun:
+    def _run(self, images: torch.Tensor, keep: set[str], observe: bool) -> IntRun:
         values: dict[str, torch.Tensor] = {}
         kept: dict[str, torch.Tensor] = {}
         left = dict(self.readers)
@@ -284,7 +285,7 @@ class FastSimulator:
             values[n.name] = v
             if observe and n.op in ("conv", "add", "gate"):
                 observed[n.name] = _observe(v)
-            if keep:
+            if n.name in keep:
                 kept[n.name] = v if v.dtype == torch.int64 else v.to(torch.int64)
             for i in n.inputs:  # free what no later node reads
                 left[i] -= 1

@@ -8,6 +8,7 @@ run in float64 (exact below 2^53), or, with ``fast=True``, the float32 path of
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +24,7 @@ class IntRun:
     logits: tuple[torch.Tensor, ...]
     spike_counts: dict[str, torch.Tensor] = field(default_factory=dict)
     observed_max: dict[str, int] = field(default_factory=dict)  # max |membrane| per conv/join/gate
-    values: dict[str, torch.Tensor] = field(default_factory=dict)  # every node (with keep=True)
+    values: dict[str, torch.Tensor] = field(default_factory=dict)  # the nodes asked for with ``keep``
 
 
 def pixels_from_images(images: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ def _attention_int(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int
     return torch.round(y).to(torch.int64).transpose(2, 3).reshape(b, cv, h, w)
 
 
-def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: bool = False,
+def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: bool | Collection[str] = False,
                  observe: bool = False) -> IntRun:
     """Run a quantized IR graph: ``fast`` carries exact integers in float32 (``fast_sim``),
     otherwise int64 values and float64 kernels. ``keep`` returns every node's integers;
@@ -87,8 +88,9 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: b
 
         return FastSimulator(graph)(images, keep=keep, observe=observe)
     dtype = torch.float64
+    wanted = set(graph.nodes) if keep is True else set(keep or ())
     values: dict[str, torch.Tensor] = {}
-    outputs = {o.name for o in graph.outputs()} | {i for o in graph.outputs() for i in o.inputs}
+    outputs = {o.name for o in graph.outputs()} | {i for o in graph.outputs() for i in o.inputs} | wanted
     remaining = {n.name: len(graph.consumers(n.name)) for n in graph}
     counts: dict[str, torch.Tensor] = {}
     observed: dict[str, int] = {}
@@ -140,12 +142,11 @@ def simulate_int(graph: Graph, images: torch.Tensor, fast: bool = False, keep: b
         values[n.name] = v
         if observe and n.op in ("conv", "add", "gate"):
             observed[n.name] = int(v.abs().max())
-        if not keep:  # free what no later node reads
-            for i in n.inputs:
-                remaining[i] -= 1
-                if remaining[i] == 0 and i not in outputs:
-                    del values[i]
+        for i in n.inputs:  # free what no later node reads
+            remaining[i] -= 1
+            if remaining[i] == 0 and i not in outputs:
+                del values[i]
     for out in graph.outputs():
         raw.append(values[out.name])
         logits.append(values[out.name].double() * torch.as_tensor(out.attrs["real_scale"]).view(1, -1, 1, 1))
-    return IntRun(tuple(raw), tuple(logits), counts, observed, values if keep else {})
+    return IntRun(tuple(raw), tuple(logits), counts, observed, {k: values[k] for k in wanted})

@@ -159,7 +159,7 @@ def _images_size(graph) -> tuple[int, int]:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from .datasets import list_images, load_images
+    from .datasets import list_images, load_images, pair_files, read_mask
     from .export import read_nir, write_nir
     from .hardware.api import quantize_with_report
 
@@ -167,8 +167,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         raise LensNetDeployError(f"{args.output}: output would overwrite the input graph")
     graph = read_nir(args.graph)
     files = list_images(args.calib)[: args.calib_count]
+    masks = None
+    if args.gt is not None:
+        pairs = pair_files(files, [p for p in list_images(args.gt, "mask") if p.stem in {f.stem for f in files}])
+        masks = [read_mask(m) for _, m in pairs]
     images = load_images(files, _images_size(graph))
-    q, report = quantize_with_report(graph, images)
+    q, report = quantize_with_report(graph, images, masks)
     write_nir(q, args.output)
     print(f"wrote {args.output} (integer NIR, calibrated on {len(files)} images)")
     print(report.format())
@@ -297,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", type=Path, help="float NIR file from `export`")
     p.add_argument("--calib", required=True, type=Path, help="folder of calibration images")
     p.add_argument("--calib-count", type=int, default=16, help="images used for the report (default 16)")
+    p.add_argument("--gt", type=Path, help="masks of the calibration images: adds float vs integer SOD metrics")
     p.add_argument("-o", "--output", required=True, type=Path)
     p.set_defaults(func=cmd_quantize)
 

@@ -170,6 +170,13 @@ def test_quantize_and_simulate_commands(tmp_path, micro_ckpt):
     proc = cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--calib-count", "4", "-o", int_nir)
     assert proc.returncode == 0, proc.stderr
     assert "calibrated on 4 images" in proc.stdout and "spike counts equal to the float model" in proc.stdout
+    assert "0 weights clipped to int8" in proc.stdout and "float vs integer" not in proc.stdout
+    proc = cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--calib-count", "3", "--gt", SAMPLES / "GT",
+               "-o", tmp_path / "m2.q.nir")
+    assert proc.returncode == 0, proc.stderr
+    assert "float vs integer on the 3 calibration images" in proc.stdout and "Δ (int − float)" in proc.stdout
+    one_line_error(cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--gt", tmp_path, "-o", tmp_path / "x.nir"),
+                   "no mask files")
     proc = cli("simulate", int_nir, "--images", SAMPLES / "Image", "--out", tmp_path / "maps")
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "maps").glob("*.png"))) == 12

@@ -8,6 +8,7 @@ from conftest import SAMPLES
 
 from lensnet_deploy.datasets import list_images, load_images
 from lensnet_deploy.export.capture import capture_lensnet
+from lensnet_deploy.export.from_nir import from_nir
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.export.passes import run_passes
 from lensnet_deploy.hardware.int_sim import bilinear_int, pixels_from_images, simulate_int
@@ -171,3 +172,38 @@ def test_full_lensnet_at_352_fits_24_bits():
     assert all(r["bound"] <= STATE_MAX for r in report.layers)
     assert all(r["observed"] <= r["bound"] for r in report.layers)
     assert np.mean(list(report.spike_agreement.values())) > 0.9
+
+
+def test_quantize_report_saturations_and_metrics():
+    """Every figure of the report recomputed another way: counts from ``simulate``, metrics
+    from the saved maps' own evaluation; and independent of the batch size."""
+    from lensnet_deploy import export_nir, load_lensnet
+    from lensnet_deploy.datasets import read_mask
+    from lensnet_deploy.hardware.api import quantize_with_report, simulate
+    from lensnet_deploy.metrics import SODMetrics
+    from lensnet_deploy.predict import saliency_map
+
+    model = load_lensnet("lensnet-tiny")
+    files = list_images(SAMPLES / "Image")[:3]
+    masks = [read_mask(SAMPLES / "GT" / f"{f.stem}.png") for f in files]
+    x = load_images(files, (64, 64))
+    graph = export_nir(model, (64, 64))
+    q, report = quantize_with_report(graph, x, masks, batch_size=2)
+    _, again = quantize_with_report(graph, x, masks, batch_size=3)
+    assert report.saturation == again.saturation and report.metrics == again.metrics
+    assert report.spike_agreement == pytest.approx(again.spike_agreement, abs=1e-12)
+    sat = report.saturation
+    run = simulate(q, x)
+    ir = from_nir(q)
+    assert sat["neurons"] == sum(c.numel() for c in run.spike_counts.values())
+    assert sat["at_top_integer"] == sum(int((c == ir.nodes[k].attrs["D"]).sum()) for k, c in run.spike_counts.items())
+    assert sat["at_top_integer"] > 0 and sat["weights_clipped"] == 0 and sat["state_over_bound"] == 0
+    assert sat["gate_inputs"] == 3 * sum(n.shape[0] for n in ir.of_op("sigmoid"))
+    integer = SODMetrics()
+    for logits, mask in zip(run.logits[0], masks):
+        integer.step(saliency_map(logits.float(), mask.shape), mask)
+    assert report.metrics["integer"] == integer.results()
+    delta = report.metrics["Δ (int − float)"]
+    assert delta["smeasure"] == report.metrics["integer"]["smeasure"] - report.metrics["float"]["smeasure"]
+    with pytest.raises(Exception, match="one calibration image each"):
+        quantize_with_report(graph, x, masks[:2])
