@@ -1,6 +1,6 @@
 """Float vs integer saliency quality on ORSSD test (issue "Quantize", acceptance 1).
 
-For a zoo model (or checkpoint) at its native size: predicts every ORSSD
+For a zoo model (or checkpoint) at its native size (or ``--size``): predicts every ORSSD
 test image with the float PyTorch model and with the integer model (fast
 simulator), evaluates both against the masks and prints the table with the
 deltas. Needs the dataset (``--data-root``, default ../shared/datasets).
@@ -29,9 +29,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N test images only (0: all 200)")
     parser.add_argument("--calib", type=int, default=16, help="ORSSD train images for the quantization report")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--size", type=int, default=0, help="square input side (0: the model's native size)")
     args = parser.parse_args()
     model = load_lensnet(args.model)
-    size = model.input_size
+    size = (args.size, args.size) if args.size else model.input_size
     calib_dir, _ = resolve_layout(args.data_root / "ORSSD", "train")
     calib = torch.stack([normalize(read_image(p), size) for p in list_images(calib_dir)[: args.calib]])
     int_graph, report = quantize_with_report(export_nir(model, size), calib)

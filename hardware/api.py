@@ -196,13 +196,15 @@ def check_integer_widths(ir) -> None:
                 raise LensNetDeployError(f"layer {n.name}: thresholds are not increasing with the count")
 
 
-def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast") -> SimResult:
+def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast",
+             lava_synapses: str = "own") -> SimResult:
     """Run an integer lensnet NIR graph on ``images`` (ImageNet-normalised B×3×H×W).
 
-    ``fast``: float32 convolutions, exact because every partial sum is proven
-    below 2^24; ``reference``: float64 (exact below 2^53); ``lava``: Lava's CPU
-    simulator with our fixed_pt processes, one image at a time. All give the
-    same integers.
+    ``fast``: exact integers carried in float32 (each node's type chosen from a
+    static bound); ``reference``: int64 values, float64 kernels (exact below
+    2^53); ``lava``: Lava's CPU simulator with our fixed_pt processes, one image
+    at a time, the convolutions in our processes (``lava_synapses="own"``) or in
+    Lava's ``Sparse``/``Conv`` (``"sparse"``/``"conv"``). All give the same integers.
     """
     if backend not in BACKENDS:
         raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
@@ -213,7 +215,7 @@ def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast
     if backend == "lava":
         from .lava_sim import simulate_lava
 
-        runs = [simulate_lava(ir, img) for img in images]
+        runs = [simulate_lava(ir, img, synapses=lava_synapses) for img in images]
         raw = tuple(torch.from_numpy(np.stack([r.raw[i] for r in runs])) for i in range(len(runs[0].raw)))
         scales = [torch.as_tensor(o.attrs["real_scale"]).view(1, -1, 1, 1) for o in ir.outputs()]
         counts = {k: torch.from_numpy(np.stack([r.spike_counts[k] for r in runs])) for k in runs[0].spike_counts}
@@ -223,7 +225,8 @@ def simulate(int_graph: nir.NIRGraph, images: torch.Tensor, backend: str = "fast
     return SimResult(run.logits, run.raw, run.spike_counts, run.observed_max)
 
 
-def node_values(int_graph: nir.NIRGraph, image: torch.Tensor, backend: str) -> tuple[dict[str, np.ndarray], list[str]]:
+def node_values(int_graph: nir.NIRGraph, image: torch.Tensor, backend: str,
+                lava_synapses: str = "own") -> tuple[dict[str, np.ndarray], list[str]]:
     """Every node's integers for one image on ``backend`` (for layer-by-layer comparisons)."""
     ir = from_nir(int_graph)
     order = [n.name for n in ir if n.op not in ("input", "output")]
@@ -231,7 +234,7 @@ def node_values(int_graph: nir.NIRGraph, image: torch.Tensor, backend: str) -> t
     if backend == "lava":
         from .lava_sim import simulate_lava
 
-        return simulate_lava(ir, x[:1], keep=True).values, order
+        return simulate_lava(ir, x[:1], keep=True, synapses=lava_synapses).values, order
     if backend not in BACKENDS:
         raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     run = simulate_int(ir, x[:1], fast=backend == "fast", keep=True)

@@ -195,7 +195,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for group in batch_bar(list(batches(files, args.batch_size)), len(files), f"simulate ({args.backend})"):
         rgbs = [read_image(p) for p in group]
         x = torch.stack([normalize(img, size) for img in rgbs])
-        result = simulate(graph, x, backend=args.backend)
+        result = simulate(graph, x, backend=args.backend, lava_synapses=args.lava_synapses)
         for path, img, logits in zip(group, rgbs, result.logits[0]):
             write_png(saliency_map(logits.float(), (img.height, img.width)), out / f"{path.stem}.png")
     print(f"wrote {len(files)} saliency maps from the integer model ({args.backend} backend) to {out}")
@@ -246,8 +246,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     x = load_images(files, _images_size(graph))
     a_name, b_name = args.backends
     for path, image in zip(files, x):
-        a, order = node_values(graph, image, a_name)
-        b, _ = node_values(graph, image, b_name)
+        a, order = node_values(graph, image, a_name, args.lava_synapses)
+        b, _ = node_values(graph, image, b_name, args.lava_synapses)
         found = first_difference(a, b, order)
         if found is None:
             print(f"{path.name}: {a_name} and {b_name} equal on all {len(order)} layers")
@@ -263,6 +263,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     deploy(args.build)
     return EXIT_OK
+
+
+SYNAPSE_CHOICES = ("own", "sparse", "conv")
+SYNAPSE_HELP = ("lava backend: convolutions in our fixed_pt process (own, one step) or in Lava's Sparse/Conv "
+                "processes (one step of latency each; the run lasts until every layer settled)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="run an integer NIR graph bit-exactly on a folder of images")
     p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
     p.add_argument("--backend", choices=("fast", "reference", "lava"), default="fast")
+    p.add_argument("--lava-synapses", choices=SYNAPSE_CHOICES, default="own", help=SYNAPSE_HELP)
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
     p.add_argument("--batch-size", type=int, default=8)
@@ -343,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
     p.add_argument("--backends", nargs=2, default=["fast", "lava"], metavar=("A", "B"),
                    choices=("fast", "reference", "lava"))
+    p.add_argument("--lava-synapses", choices=SYNAPSE_CHOICES, default="own", help=SYNAPSE_HELP)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")

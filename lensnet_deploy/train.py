@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +117,8 @@ class Trainer:
         self.progress = progress
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        self.model = LensNet(variant_config(cfg.variant))
+        # The checkpoint records the size it was trained at, which `evaluate` and the zoo use as native.
+        self.model = LensNet(replace(variant_config(cfg.variant), input_size=(cfg.size(), cfg.size())))
         self.model.train()
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.epoch, self.step, self.global_step = 0, 0, 0

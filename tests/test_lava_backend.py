@@ -68,10 +68,10 @@ def test_lensnet_tiny_on_real_images_through_lava():
     assert torch.is_tensor(fast.raw[0])
 
 
-def _lava_equals_fast_on_every_node(graph, images) -> None:
+def _lava_equals_fast_on_every_node(graph, images, synapses: str = "own") -> None:
     from lensnet_deploy.hardware.reference import first_difference
 
-    lava = simulate_lava(graph, images, keep=True)
+    lava = simulate_lava(graph, images, keep=True, synapses=synapses)
     fast = {k: v[0].numpy() for k, v in simulate_int(graph, images, fast=True, keep=True).values.items()}
     order = [n.name for n in graph if n.op not in ("input", "output")]
     assert first_difference(lava.values, fast, order) is None
@@ -97,3 +97,98 @@ def test_lava_on_random_small_graphs():
         _lava_equals_fast_on_every_node(graph, images[:1])
 
     check()
+
+
+@pytest.mark.parametrize("synapses", ["sparse", "conv"])
+def test_lava_synapse_processes_on_a_graph_with_every_node_type(synapses):
+    """Convolutions as Lava's own Sparse / Conv processes: equal on every node once settled."""
+    from test_int_properties import every_node_type_graph
+
+    from lensnet_deploy.hardware.lava_sim import settling_steps
+
+    graph, images = every_node_type_graph(1, batch=1)
+    _lava_equals_fast_on_every_node(graph, images, synapses)
+    assert settling_steps(graph, {n.name for n in graph.of_op("conv")}) == 1 + max_conv_depth(graph) > 5
+
+
+def join_of_two_depths():
+    """input → three chained 1×1 convolutions ⊕ one 1×1 convolution → a last convolution:
+    branches of depth 3 and 1 meet; no spike hides a stale value."""
+    from lensnet_deploy.export.ir import Graph
+
+    g = Graph(meta={"quantized": {"semantics": "test"}, "outputs": ["out"]})
+    g.add("input", "input", [], (3, 4, 4))
+
+    def conv(name: str, src: str, c_in: int, bias: int) -> str:
+        return g.add(name, "conv", [src], (1, 4, 4), stride=(1, 1), padding=(0, 0), groups=1, weight=None, bias=None,
+                     w_int=np.ones((1, c_in, 1, 1), np.int64), exp=0, b_int=np.array([bias]), shift=np.zeros(1))
+
+    long = conv("c3", conv("c2", conv("c1", "input", 3, 0), 1, 1), 1, 1)
+    g.add("join", "add", [long, conv("short", "input", 3, 0)], (1, 4, 4))
+    conv("head", "join", 1, 1)
+    g.add("bil", "bilinear", ["head"], (1, 8, 8), factor=2)
+    g.add("out", "output", ["bil"], (1, 8, 8), real_scale=np.ones(1))
+    return g
+
+
+@pytest.mark.parametrize("synapses", ["sparse", "conv"])
+def test_lava_synapse_settling_time_is_exact(synapses):
+    """The run needs exactly 1 + (most convolutions on a path) steps: one fewer leaves the
+    deepest layer stale, so the settling time is computed, not guessed."""
+    from lensnet_deploy.hardware.lava_sim import settling_steps
+    from lensnet_deploy.hardware.reference import first_difference
+
+    graph = join_of_two_depths()
+    images = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, 4, 4)))
+    steps = settling_steps(graph, {n.name for n in graph.of_op("conv")})
+    assert steps == 5 == 1 + max_conv_depth(graph)
+    fast = {k: v[0].numpy() for k, v in simulate_int(graph, images, fast=True, keep=True).values.items()}
+    order = [n.name for n in graph if n.op not in ("input", "output")]
+    assert first_difference(simulate_lava(graph, images, keep=True, synapses=synapses).values, fast, order) is None
+    early = simulate_lava(graph, images, keep=True, synapses=synapses, steps=steps - 1)
+    assert first_difference(early.values, fast, order)[0] == "head"  # everything else had settled
+
+
+def max_conv_depth(graph) -> int:
+    """The most convolutions on any path, counted by walking every path back from the output (independent check)."""
+    def depth(name: str) -> int:
+        n = graph.nodes[name]
+        return (n.op == "conv") + max((depth(i) for i in n.inputs), default=0)
+
+    return max(depth(o.name) for o in graph.outputs())
+
+
+def test_lava_sparse_synapse_matrix_is_the_convolution():
+    """Our Sparse matrix times the flattened input is 2·(Σ W·x) on every output neuron, for a
+    strided, a padded and a grouped convolution; Lava's own NCHW order gets it wrong."""
+    from lava.proc.conv.utils import TensorOrder, conv_to_sparse
+
+    from lensnet_deploy.export.ir import Node
+    from lensnet_deploy.hardware.lava_backend.kernels import conv
+    from lensnet_deploy.hardware.lava_synapses import sparse_weights
+
+    rng = np.random.default_rng(4)
+    cases = [((3, 9, 7), 4, 3, 2, 1), ((4, 6, 6), 8, 3, 1, 2), ((6, 5, 8), 6, 5, 1, 6)]  # in, out, k, stride, groups
+    for in_shape, c_out, k, stride, groups in cases:
+        c, h, w = in_shape
+        oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
+        attrs = dict(w_int=rng.integers(-127, 128, (c_out, c // groups, k, k)), exp=0, b_int=np.zeros(c_out, np.int64),
+                     stride=(stride, stride), padding=(k // 2, k // 2), groups=groups)
+        node = Node("c", "conv", ["x"], (c_out, oh, ow), attrs)
+        x = rng.integers(-4, 5, in_shape)
+        want = conv(x, attrs)
+        got = (sparse_weights(node, in_shape) @ x.reshape(-1)).reshape(node.shape)
+        assert np.array_equal(got, 2 * want)
+    # lava-nc 0.10's NCHW branch flips the input-channel axis: a 3-channel 3×3 kernel is misread
+    attrs = dict(w_int=rng.integers(-127, 128, (2, 3, 3, 3)))
+    try:
+        dst, src, val = conv_to_sparse((3, 5, 5), (2, 5, 5), attrs["w_int"], (1, 1), (1, 1), (1, 1), 1,
+                                       order=TensorOrder.NCHW)
+    except IndexError:
+        return  # the misread kernel indexes out of bounds
+    from scipy.sparse import csr_matrix
+
+    x = rng.integers(0, 5, (3, 5, 5))
+    lava = csr_matrix((val, (dst, src)), shape=(50, 75)) @ x.reshape(-1)
+    full = dict(attrs, exp=0, b_int=np.zeros(2, np.int64), stride=(1, 1), padding=(1, 1), groups=1)
+    assert not np.array_equal(lava, conv(x, full).reshape(-1))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lensnet_deploy.checkpoint import load_lensnet
 from lensnet_deploy.losses import hybrid_loss, iou_loss
 from lensnet_deploy.train import TrainConfig, Trainer, lr_at
 
@@ -71,5 +72,6 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     assert [s for s, _ in a] == list(range(7))
     assert a == b
     assert len({v for _, v in a}) > 1  # the losses move: the comparison is not vacuous
-    assert (tmp_path / "full" / "best.safetensors").exists()
+    # the checkpoint records the size it was trained at (micro's own is 64²)
+    assert load_lensnet(tmp_path / "full" / "best.safetensors").input_size == (32, 32)
     assert (tmp_path / "full" / "curves.png").stat().st_size > 1000

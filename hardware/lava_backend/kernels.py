@@ -31,6 +31,8 @@ def apply(op: str, args: list[np.ndarray], p: dict) -> np.ndarray:
         return conv(args[0], p)
     if op == "identity":  # a residual join: Lava sums every connection into the port
         return args[0]
+    if op == "bias":  # a Lava synapse's Σ W·x << e plus the convolution's bias (the neuron's part on Loihi)
+        return args[0] + np.asarray(p["b_int"], np.int64).reshape(-1, 1, 1)
     batched = [a[None] for a in args]
     if op == "spike":
         return R.spike(batched[0], np.asarray(p["theta"]))[0]
