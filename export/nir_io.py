@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -40,20 +41,25 @@ def write_nir(graph: nir.NIRGraph, path: str | os.PathLike[str]) -> Path:
 
     The file is what ``nir.write`` produces; writing node by node keeps only
     one node's arrays in memory at a time (``nir.write`` deep-copies the whole
-    graph twice first, several GB for the full LENS-Net at 352²).
+    graph twice first, several GB for the full LENS-Net at 352²). HDF5 builds
+    the file in memory and Python writes it out: when the disk fills up during
+    a write, HDF5 on a real file crashes the process (seen: a segfault on exit),
+    while Python's own write fails with a plain ``OSError``.
     """
     path = Path(path)
-    with atomic_path(path, suffix=".nir") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
-            root = f.create_group("node")
-            root.create_dataset("type", data="NIRGraph", dtype=h5py.string_dtype())
-            root.create_dataset("edges", data=[list(e) for e in graph.edges], dtype=h5py.string_dtype())
-            if graph.metadata:
-                _write_dict(root.create_group("metadata"), dict(graph.metadata))
-            nodes = root.create_group("nodes")
-            for name, node in graph.nodes.items():
-                _write_dict(nodes.create_group(name), node.to_dict())
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
+        root = f.create_group("node")
+        root.create_dataset("type", data="NIRGraph", dtype=h5py.string_dtype())
+        root.create_dataset("edges", data=[list(e) for e in graph.edges], dtype=h5py.string_dtype())
+        if graph.metadata:
+            _write_dict(root.create_group("metadata"), dict(graph.metadata))
+        nodes = root.create_group("nodes")
+        for name, node in graph.nodes.items():
+            _write_dict(nodes.create_group(name), node.to_dict())
+    with atomic_path(path, suffix=".nir") as tmp, tmp.open("wb") as out:
+        out.write(buffer.getbuffer())
     return path
 
 

@@ -18,7 +18,12 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as err:
+            if err.filename is None and err.errno is not None:  # a failed write (disk full): name the output
+                raise OSError(err.errno, err.strerror, str(target)) from err
+            raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode

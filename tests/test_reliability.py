@@ -175,3 +175,29 @@ def test_board_too_small_exits_3(tmp_path, kit, micro_model):
     assert proc.returncode == 3
     (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
     assert "smallest board that holds it: hala-point" in line and "largest input that fits oheo-gulch" in line
+
+
+def _output_device_full() -> None:
+    """In the child: any file grows to at most 64 kB, then write() fails with EFBIG (Python ignores
+    SIGXFSZ), which is what a full disk looks like to the writer."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65_536, 65_536))
+
+
+@pytest.mark.parametrize("command", ["export", "quantize"])
+def test_full_output_device(tmp_path, kit, command):
+    base = kit[0]
+    before = digest(base)
+    target = tmp_path / "out.nir"
+    target.write_text("an earlier result")
+    args = {"export": ["export", base / "micro.safetensors", "-o", target],
+            "quantize": ["quantize", base / "m.nir", "--calib", kit[2], "-o", target]}[command]
+    proc = subprocess.run([sys.executable, "-m", "lensnet_deploy", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, preexec_fn=_output_device_full)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert line == f"lensnet-deploy {command}: error: {target}: File too large"
+    assert target.read_text() == "an earlier result"  # the earlier file survives a failed write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nir"]  # and no partial file is left
+    assert digest(base) == before

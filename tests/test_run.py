@@ -88,3 +88,30 @@ def test_report_renders_in_headless_chromium(small_run):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("rendered")
+
+
+def test_a_run_interrupted_and_rerun_finishes(tmp_path, small_run):
+    """Ctrl-C while quantizing: exit 130 with one line, no partial artifact; the rerun skips the export."""
+    import signal
+    import subprocess
+    import sys
+
+    _, ckpt, images, gt, _, _ = small_run
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "lensnet_deploy", "run", str(ckpt), "--images", str(images), "--gt", str(gt),
+               "-o", str(out), "--board", "oheo-gulch"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "model.nir").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert [x for x in err.splitlines() if x.strip()][-1] == "lensnet-deploy run: interrupted"
+    assert not (out / "report.html").exists()
+    assert not [p.name for p in out.rglob(".*") if p.is_file()]  # no temporary file left behind
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "[skip] export" in rerun.stdout + rerun.stderr
+    assert json.loads((out / "metrics.json").read_text())["integer"]["smeasure"] > 0
+    assert (out / "report.html").stat().st_size > 10_000
