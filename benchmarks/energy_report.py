@@ -1,6 +1,6 @@
 """Energy per image and resources of a zoo model on ORSSD test (issue "Loihi targets").
 
-Quantizes the model at its native size, simulates every ORSSD test image
+Quantizes the model at its native size (or ``--size``), simulates every ORSSD test image
 with the fast integer simulator, and prints the energy per image by the
 LENS-Net paper's 45 nm convention and the Loihi-style estimate (from the
 real spike counts), plus the resources and which boards hold it.
@@ -27,9 +27,10 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--size", type=int, default=0, help="square input side (0: the model's native size)")
     args = parser.parse_args()
     model = load_lensnet(args.model)
-    size = model.input_size
+    size = (args.size, args.size) if args.size else model.input_size
     int_graph = quantize(export_nir(model, size))
     ir = from_nir(int_graph)
     target = load_target("loihi2")

@@ -56,7 +56,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         from .zoo import register_model
 
         entry = register_model(args.name, args.run, args.data_root, args.status, args.command_line,
-                               hardware=args.hardware, half=args.half)
+                               hardware=args.hardware, half=args.half, notes=args.notes)
         m = entry["metrics"]
         print(f"registered {args.name}: {entry['file']} ({entry['file_size_bytes'] / 2**20:.2f} MB), ORSSD test "
               f"S {m['smeasure']:.4f} MAE {m['mae']:.4f}")
@@ -388,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     zr.add_argument("--command", dest="command_line", required=True, help="the command that trains/resumes it")
     zr.add_argument("--hardware", help="where it was trained (default: this machine)")
     zr.add_argument("--half", action="store_true", help="store float16 weights")
+    zr.add_argument("--notes", default="", help="a paragraph for the model card (e.g. what the metrics mean)")
     p.set_defaults(func=cmd_zoo)
     return parser
 

@@ -92,8 +92,11 @@ def _card(name: str, entry: dict[str, Any], curves: str | None) -> str:
         "",
         DATA_TERMS,
     ]
+    if entry.get("notes"):
+        at = lines.index("## Reproduce or continue")
+        lines[at:at] = ["## Notes", "", entry["notes"], ""]
     if curves:
-        lines[2:2] = ["", f"![learning curves]({curves})"]
+        lines[2:2] = [f"![learning curves]({curves})", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -109,7 +112,7 @@ def _at_size(model, side: int):
 
 
 def register_model(name: str, run_dir: Path, data_root: Path, status: str, command: str,
-                   hardware: str | None = None, half: bool = False) -> dict[str, Any]:
+                   hardware: str | None = None, half: bool = False, notes: str = "") -> dict[str, Any]:
     """Copy ``run_dir/best.safetensors`` into the zoo as ``name`` and describe it."""
     import torch
 
@@ -149,6 +152,8 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
         "sha256": sha256(target),
         "command": command,
     }
+    if notes:
+        entry["notes"] = notes
     cards = ZOO_DIR / "cards"
     cards.mkdir(exist_ok=True)
     curves = None

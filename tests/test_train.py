@@ -75,3 +75,36 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     # the checkpoint records the size it was trained at (micro's own is 64²)
     assert load_lensnet(tmp_path / "full" / "best.safetensors").input_size == (32, 32)
     assert (tmp_path / "full" / "curves.png").stat().st_size > 1000
+
+
+def test_register_a_run_in_the_zoo(tmp_path, monkeypatch):
+    import hashlib
+    import shutil
+
+    from lensnet_deploy import zoo
+    from lensnet_deploy.model_zoo import registry
+
+    make_dataset(tmp_path, n=12)
+    test_split = tmp_path / "ORSSD"
+    test_split.mkdir()
+    shutil.copytree(tmp_path / "toy" / "train-images", test_split / "test-images")
+    shutil.copytree(tmp_path / "toy" / "train-labels", test_split / "test-labels")
+    cfg = TrainConfig(variant="lensnet-micro", data_root=str(tmp_path), train_sets=("toy/train",), input_size=32,
+                      epochs=1, batch_size=4, holdout=4, seed=1)
+    Trainer(cfg, tmp_path / "run", log=lambda s: None).run()
+    shelf = tmp_path / "zoo"
+    shelf.mkdir()
+    monkeypatch.setattr(zoo, "ZOO_DIR", shelf)
+    monkeypatch.setattr(zoo, "REGISTRY_FILE", shelf / "registry.json")
+    monkeypatch.setattr(registry, "REGISTRY_FILE", shelf / "registry.json")
+    entry = zoo.register_model("toy-micro", tmp_path / "run", tmp_path, "trained (1 epoch)", "lensnet-deploy train …",
+                               half=True, notes="Trained on noise squares.")
+    stored = shelf / "toy-micro.safetensors"
+    assert entry["input_size"] == [32, 32] and entry["dtype"] == "float16" and entry["epochs"] == 1
+    assert entry["sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest()
+    assert 0 <= entry["metrics"]["smeasure"] <= 1
+    assert load_lensnet(stored).input_size == (32, 32)
+    card = (shelf / "cards" / "toy-micro.md").read_text()
+    assert card.startswith("# toy-micro\n\n![learning curves](toy-micro-curves.png)\n\nLENS-Net variant")
+    assert "## Notes\n\nTrained on noise squares.\n" in card
+    assert registry.zoo_entries()["toy-micro"]["file"] == "toy-micro.safetensors"
