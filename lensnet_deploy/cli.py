@@ -101,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       decay_rate=args.decay_rate, decay_epochs=args.decay_epochs, clip=args.clip,
                       seed=args.seed, holdout=args.holdout, val_every=args.val_every,
-                      save_every=args.save_every, max_pairs=args.max_pairs)
+                      save_every=args.save_every, max_pairs=args.max_pairs, init=str(args.init or ""))
     trainer = Trainer(cfg, args.out, cache_dir=str(args.cache or args.out),
                       progress=lambda it, desc, unit="img": bar(it, desc, unit=unit),
                       log=lambda s: print(s, flush=True))
@@ -372,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=50, help="save the resume state every N steps")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (resume later)")
     p.add_argument("--max-pairs", type=int, default=0, help="use only the first N pairs (tests)")
+    p.add_argument("--init", metavar="CKPT_OR_NAME",
+                   help="start a new run from these weights (e.g. fine-tune at 352 a model pretrained at 128)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=cmd_train)
 

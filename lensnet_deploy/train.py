@@ -52,6 +52,7 @@ class TrainConfig:
     val_every: int = 1
     save_every: int = 50
     max_pairs: int = 0  # 0: all pairs (a small number makes quick tests)
+    init: str = ""  # checkpoint or zoo name whose weights a new run starts from (fine-tuning)
     extra: dict = field(default_factory=dict)
 
     def size(self) -> int:
@@ -125,7 +126,8 @@ class Trainer:
         self.best = -math.inf
         self.history: list[dict] = []
         self.seconds = 0.0
-        self._resume()
+        if not self._resume() and cfg.init:
+            self._initialise(cfg.init)
         pairs = collect_pairs(cfg.data_root, cfg.train_sets)
         if cfg.max_pairs:
             pairs = pairs[: cfg.max_pairs]
@@ -143,13 +145,27 @@ class Trainer:
     def state_path(self) -> Path:
         return self.out / "state.pt"
 
-    def _resume(self) -> None:
+    def _initialise(self, source: str) -> None:
+        """Start from another run's weights (e.g. pretrained at a smaller size, fine-tuned at a larger one)."""
+        from .checkpoint import load_lensnet
+
+        weights = load_lensnet(source).state_dict()
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as err:
+            lines = [x.strip() for x in str(err).splitlines() if x.strip()]
+            raise LensNetDeployError(f"--init {source}: its weights do not fit {self.cfg.variant} "
+                                     f"({lines[min(1, len(lines) - 1)]})") from None
+        self.log(f"initialised from {source}")
+
+    def _resume(self) -> bool:
         if not self.state_path.exists():
-            return
+            return False
         state = torch.load(self.state_path, map_location="cpu", weights_only=False)
         saved = state["config"]
-        mine = asdict(self.cfg)
-        differ = [k for k in mine if k not in ("epochs", "data_root", "extra") and saved.get(k) != mine[k]]
+        mine, defaults = asdict(self.cfg), asdict(TrainConfig())
+        # settings added after a run started count as their default
+        differ = [k for k in mine if k not in ("epochs", "data_root", "extra") and saved.get(k, defaults[k]) != mine[k]]
         if differ:
             raise LensNetDeployError(f"{self.state_path}: run was started with other settings "
                                      f"({', '.join(differ)}); use another --out folder")
@@ -159,6 +175,7 @@ class Trainer:
         self.best, self.history, self.seconds = state["best"], state["history"], state["seconds"]
         self._truncate_log(self.global_step)
         self.log(f"resumed {self.state_path} at epoch {self.epoch + 1}, step {self.step}")
+        return True
 
     def _truncate_log(self, global_step: int) -> None:
         """Drop step rows logged after the saved state (a run killed between two saves)."""

@@ -68,8 +68,11 @@ def test_a_tie_in_float32_is_counted_and_replayed():
 
 
 @pytest.mark.slow
-def test_full_lensnet_at_352_is_spike_exact():
-    model = randomize_(LensNet(), seed=11).eval()
+@pytest.mark.parametrize("weights", ["random", "zoo"])
+def test_full_lensnet_at_352_is_spike_exact(weights):
+    from lensnet_deploy import load_lensnet
+
+    model = randomize_(LensNet(), seed=11).eval() if weights == "random" else load_lensnet("lensnet")
     graph, images = export_nir(model, (352, 352)), real_images(352)
     f64 = compare_with_torch(model, graph, images, dtype=torch.float64)
     assert f64.free_mismatched == 0 and f64.free_max_logit_diff <= 1e-12
@@ -190,12 +193,13 @@ def test_run_nir_on_plain_graphs_from_other_tools():
         run_nir(lif, torch.zeros(1, 2))
 
 
-def test_zoo_weights_are_spike_exact_on_real_images():
-    """The zoo's trained lensnet-tiny at its native 128² and at 96²; trained weights put more
+@pytest.mark.parametrize("name", ["lensnet-tiny", "lensnet"])
+def test_zoo_weights_are_spike_exact_on_real_images(name):
+    """The zoo's trained models at their native 128² and at 96²; trained weights put more
     pre-activations near thresholds, so float32-decided neurons are replayed (and counted)."""
     from lensnet_deploy import load_lensnet
 
-    model = load_lensnet("lensnet-tiny")
+    model = load_lensnet(name)
     for size in (128, 96):
         graph, images = export_nir(model, (size, size)), real_images(size, 3)
         f64 = compare_with_torch(model, graph, images, dtype=torch.float64)

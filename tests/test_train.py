@@ -108,3 +108,25 @@ def test_register_a_run_in_the_zoo(tmp_path, monkeypatch):
     assert card.startswith("# toy-micro\n\n![learning curves](toy-micro-curves.png)\n\nLENS-Net variant")
     assert "## Notes\n\nTrained on noise squares.\n" in card
     assert registry.zoo_entries()["toy-micro"]["file"] == "toy-micro.safetensors"
+
+
+def test_a_new_run_starts_from_init_weights(tmp_path):
+    from lensnet_deploy.checkpoint import save_lensnet
+    from lensnet_deploy.errors import LensNetDeployError
+    from lensnet_deploy.model_zoo import VARIANTS, LensNet
+    from lensnet_deploy.model_zoo.random_weights import randomize_
+
+    make_dataset(tmp_path, n=12)
+    source = randomize_(LensNet(VARIANTS["lensnet-micro"]), seed=5)
+    ckpt = save_lensnet(source, tmp_path / "pre.safetensors", "lensnet-micro")
+    cfg = TrainConfig(variant="lensnet-micro", data_root=str(tmp_path), train_sets=("toy/train",), input_size=48,
+                      epochs=1, batch_size=4, holdout=4, init=str(ckpt))
+    fine = Trainer(cfg, tmp_path / "fine", log=lambda s: None)
+    assert all(torch.equal(a, b) for a, b in zip(fine.model.state_dict().values(), source.state_dict().values()))
+    fine.run(max_steps=1)
+    again = Trainer(cfg, tmp_path / "fine", log=lambda s: None)  # a resume keeps its own weights, not --init's
+    assert any(not torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
+                                                     source.state_dict().values()))
+    wrong = TrainConfig(**{**cfg.__dict__, "variant": "lensnet-tiny"})
+    with pytest.raises(LensNetDeployError, match="its weights do not fit lensnet-tiny"):
+        Trainer(wrong, tmp_path / "other", log=lambda s: None)
