@@ -100,7 +100,10 @@ def test_a_run_interrupted_and_rerun_finishes(tmp_path, small_run):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lensnet_deploy", "run", str(ckpt), "--images", str(images), "--gt", str(gt),
                "-o", str(out), "--board", "oheo-gulch"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and a child inherits that:
+    # give the run Ctrl-C's default meaning, as in a terminal.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (out / "model.nir").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
