@@ -26,10 +26,9 @@ SYNAPSE_ROUTES = ("own", "sparse", "conv")
 MESSAGE_BITS = 24  # graded payloads: spike counts and centred pixels
 
 
-def lava_kernel(n: Node) -> np.ndarray:
-    """The node's correlation weights ``W << e`` (O, I, kh, kw) as a Lava convolution kernel (O, X, Y, I)."""
-    w = np.asarray(n.attrs["w_int"], dtype=np.int64) << int(n.attrs["exp"])
-    return np.ascontiguousarray(w.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
+def lava_kernel(w: np.ndarray) -> np.ndarray:
+    """Correlation weights (O, I, kh, kw) as a Lava convolution kernel (O, X, Y, I): transposed and flipped."""
+    return np.ascontiguousarray(np.asarray(w).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
 
 
 def _xyc_to_chw(index: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -49,12 +48,12 @@ def sparse_weights(n: Node, in_shape: tuple[int, int, int]):
     from scipy.sparse import csr_matrix
 
     a = n.attrs
-    kernel = np.asarray(a["w_int"], dtype=np.int64).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :]
+    kernel = lava_kernel(np.asarray(a["w_int"], dtype=np.int64))
     c, h, w = in_shape
     co, ho, wo = n.shape
     sh, sw = a["stride"]
     ph, pw = a["padding"]
-    dst, src, val = conv_to_sparse((w, h, c), (wo, ho, co), np.ascontiguousarray(kernel), (sw, sh), (pw, ph), (1, 1),
+    dst, src, val = conv_to_sparse((w, h, c), (wo, ho, co), kernel, (sw, sh), (pw, ph), (1, 1),
                                    int(a["groups"]))
     rows, cols = _xyc_to_chw(np.asarray(dst), n.shape), _xyc_to_chw(np.asarray(src), in_shape)
     return csr_matrix((2 * np.asarray(val, dtype=np.int32), (rows, cols)), shape=(co * ho * wo, c * h * w))
@@ -77,7 +76,8 @@ def conv_synapse(n: Node, in_shape: tuple[int, int, int]):
     c, h, wd = in_shape
     sh, sw = a["stride"]
     ph, pw = a["padding"]
-    return Conv(weight=lava_kernel(n).astype(np.int32), input_shape=(wd, h, c), padding=(pw, ph), stride=(sw, sh),
+    shifted = np.asarray(a["w_int"], dtype=np.int64) << int(a["exp"])
+    return Conv(weight=lava_kernel(shifted).astype(np.int32), input_shape=(wd, h, c), padding=(pw, ph), stride=(sw, sh),
                 groups=int(a["groups"]), num_message_bits=MESSAGE_BITS, name=f"{n.name}/conv")
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import LensNetDeployError, ResourceError
+from .hardware.lava_synapses import SYNAPSE_ROUTES
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_RESOURCE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -265,7 +266,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SYNAPSE_CHOICES = ("own", "sparse", "conv")
 SYNAPSE_HELP = ("lava backend: convolutions in our fixed_pt process (own, one step) or in Lava's Sparse/Conv "
                 "processes (one step of latency each; the run lasts until every layer settled)")
 
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="run an integer NIR graph bit-exactly on a folder of images")
     p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
     p.add_argument("--backend", choices=("fast", "reference", "lava"), default="fast")
-    p.add_argument("--lava-synapses", choices=SYNAPSE_CHOICES, default="own", help=SYNAPSE_HELP)
+    p.add_argument("--lava-synapses", choices=SYNAPSE_ROUTES, default="own", help=SYNAPSE_HELP)
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
     p.add_argument("--batch-size", type=int, default=8)
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
     p.add_argument("--backends", nargs=2, default=["fast", "lava"], metavar=("A", "B"),
                    choices=("fast", "reference", "lava"))
-    p.add_argument("--lava-synapses", choices=SYNAPSE_CHOICES, default="own", help=SYNAPSE_HELP)
+    p.add_argument("--lava-synapses", choices=SYNAPSE_ROUTES, default="own", help=SYNAPSE_HELP)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")

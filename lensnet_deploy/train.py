@@ -147,15 +147,11 @@ class Trainer:
 
     def _initialise(self, source: str) -> None:
         """Start from another run's weights (e.g. pretrained at a smaller size, fine-tuned at a larger one)."""
-        from .checkpoint import load_lensnet
+        from .checkpoint import check_state_dict, load_lensnet
 
         weights = load_lensnet(source).state_dict()
-        try:
-            self.model.load_state_dict(weights)
-        except RuntimeError as err:
-            lines = [x.strip() for x in str(err).splitlines() if x.strip()]
-            raise LensNetDeployError(f"--init {source}: its weights do not fit {self.cfg.variant} "
-                                     f"({lines[min(1, len(lines) - 1)]})") from None
+        check_state_dict(weights, self.model, f"--init {source}", self.cfg.variant)
+        self.model.load_state_dict(weights)
         self.log(f"initialised from {source}")
 
     def _resume(self) -> bool:

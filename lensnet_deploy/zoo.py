@@ -100,17 +100,6 @@ def _card(name: str, entry: dict[str, Any], curves: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _at_size(model, side: int):
-    """The same weights with ``side``×``side`` as the native input size."""
-    from dataclasses import replace
-
-    from .model_zoo import LensNet
-
-    resized = LensNet(replace(model.config, input_size=(side, side)))
-    resized.load_state_dict(model.state_dict())
-    return resized.eval()
-
-
 def register_model(name: str, run_dir: Path, data_root: Path, status: str, command: str,
                    hardware: str | None = None, half: bool = False, notes: str = "") -> dict[str, Any]:
     """Copy ``run_dir/best.safetensors`` into the zoo as ``name`` and describe it."""
@@ -125,9 +114,6 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
     history = state["history"]
     best_row = max((h for h in history if "val_smeasure" in h), key=lambda h: h["val_smeasure"])
     model = load_lensnet(best)
-    trained = int(cfg.get("input_size") or 0)
-    if trained and tuple(model.input_size) != (trained, trained):
-        model = _at_size(model, trained)  # runs whose checkpoints recorded the variant's size, not the trained one
     target = ZOO_DIR / f"{name}.safetensors"
     save_lensnet(model, target, variant=name, half=half,
                  extra={"epoch": str(best_row["epoch"]), "trained_by": "lensnet-deploy train"})
