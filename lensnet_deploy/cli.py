@@ -102,7 +102,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       decay_rate=args.decay_rate, decay_epochs=args.decay_epochs, clip=args.clip,
                       seed=args.seed, holdout=args.holdout, val_every=args.val_every,
-                      save_every=args.save_every, max_pairs=args.max_pairs, init=str(args.init or ""))
+                      save_every=args.save_every, max_pairs=args.max_pairs, init=str(args.init or ""),
+                      schedule=args.schedule, warmup_epochs=args.warmup_epochs, min_lr=args.min_lr,
+                      augment=args.augment)
     trainer = Trainer(cfg, args.out, cache_dir=str(args.cache or args.out),
                       progress=lambda it, desc, unit="img": bar(it, desc, unit=unit),
                       log=lambda s: print(s, flush=True))
@@ -365,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--decay-rate", type=float, default=0.1)
     p.add_argument("--decay-epochs", type=int, default=30)
+    p.add_argument("--schedule", choices=("step", "cosine"), default="step",
+                   help="step: ×decay-rate every decay-epochs; cosine: from --lr to --min-lr over --epochs")
+    p.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs (cosine)")
+    p.add_argument("--min-lr", type=float, default=0.0, help="final learning rate (cosine)")
+    p.add_argument("--augment", choices=("geometric", "full"), default="geometric",
+                   help="geometric: crops, flips, rotations; full: + multi-scale crops and colour jitter")
     p.add_argument("--clip", type=float, default=0.5, help="element-wise gradient clamp")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", type=int, default=100, help="training pairs held out for validation")

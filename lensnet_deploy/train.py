@@ -30,7 +30,7 @@ from .losses import hybrid_loss
 from .metrics import SODMetrics
 from .model_zoo import LensNet, variant_config
 from .predict import saliency_map
-from .train_data import CROP_MARGIN, PairCache, augment_batch, collect_pairs, plain_batch, split_holdout
+from .train_data import CROP_MARGINS, PairCache, augment_batch, collect_pairs, plain_batch, split_holdout
 
 
 @dataclass
@@ -53,14 +53,28 @@ class TrainConfig:
     save_every: int = 50
     max_pairs: int = 0  # 0: all pairs (a small number makes quick tests)
     init: str = ""  # checkpoint or zoo name whose weights a new run starts from (fine-tuning)
+    schedule: str = "step"  # "step": ×decay_rate every decay_epochs; "cosine": lr → min_lr over the run
+    warmup_epochs: int = 0  # linear warm-up (cosine schedule) from lr/10
+    min_lr: float = 0.0
+    augment: str = "geometric"  # "geometric": crops, flips, rotations; "full": + multi-scale and colour
     extra: dict = field(default_factory=dict)
 
     def size(self) -> int:
         return self.input_size or variant_config(self.variant).input_size[0]
 
 
+SCHEDULES = ("step", "cosine")
+
+
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    return cfg.lr * cfg.decay_rate ** (epoch // cfg.decay_epochs)
+    """The learning rate of ``epoch`` (constant within an epoch, so a resume needs no sub-epoch state)."""
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.decay_rate ** (epoch // cfg.decay_epochs)
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (0.1 + 0.9 * epoch / cfg.warmup_epochs)
+    span = max(1, cfg.epochs - cfg.warmup_epochs)
+    t = min(1.0, (epoch - cfg.warmup_epochs) / span)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
 
 def _rng(cfg: TrainConfig, epoch: int, step: int) -> np.random.Generator:
@@ -109,6 +123,31 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _plain(value):
+    """Numbers as Python floats/ints, so the state loads with ``weights_only=True``."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def load_run_state(path: Path) -> dict:
+    """A run's ``state.pt``, read with ``weights_only=True``: a file that needs code to unpickle is refused."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it needs code execution to load (only tensors and plain data are accepted)"
+        raise LensNetDeployError(f"{path}: not a safe training state: {reason}") from None
+    if not isinstance(state, dict) or not {"config", "model", "optim", "history"} <= set(state):
+        raise LensNetDeployError(f"{path}: not a training state (missing config/model/optim/history)")
+    return state
+
+
 class Trainer:
     """One run folder: builds or resumes the state, trains, validates, checkpoints."""
 
@@ -134,7 +173,7 @@ class Trainer:
         holdout = min(cfg.holdout, len(pairs) // 5)
         train_pairs, val_pairs = split_holdout(pairs, holdout, cfg.seed)
         size = cfg.size()
-        side = int(round(size * CROP_MARGIN))
+        side = int(round(size * CROP_MARGINS[cfg.augment]))
         self.train_cache = PairCache(train_pairs, side, cache_dir, progress)
         self.val_cache = PairCache(val_pairs, size, cache_dir, progress) if val_pairs else None
         self.steps_per_epoch = len(self.train_cache) // cfg.batch_size
@@ -157,7 +196,7 @@ class Trainer:
     def _resume(self) -> bool:
         if not self.state_path.exists():
             return False
-        state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        state = load_run_state(self.state_path)
         saved = state["config"]
         mine, defaults = asdict(self.cfg), asdict(TrainConfig())
         # settings added after a run started count as their default
@@ -188,8 +227,8 @@ class Trainer:
     def _save_state(self) -> None:
         state = {"config": asdict(self.cfg), "model": self.model.state_dict(),
                  "optim": self.optim.state_dict(), "epoch": self.epoch, "step": self.step,
-                 "global_step": self.global_step, "best": self.best, "history": self.history,
-                 "seconds": self.seconds}
+                 "global_step": self.global_step, "best": float(self.best),
+                 "history": _plain(self.history), "seconds": float(self.seconds)}
         with atomic_path(self.state_path, suffix=".pt") as tmp:
             torch.save(state, tmp)
 
@@ -205,7 +244,7 @@ class Trainer:
     def train_step(self, indices: np.ndarray, lr: float) -> float:
         rng = _rng(self.cfg, self.epoch, self.step)
         x, y = augment_batch(self.train_cache.images[indices], self.train_cache.masks[indices],
-                             self.cfg.size(), rng)
+                             self.cfg.size(), rng, self.cfg.augment)
         for group in self.optim.param_groups:
             group["lr"] = lr
         self.optim.zero_grad(set_to_none=True)

@@ -1,7 +1,10 @@
 """Training data: ORSI pairs decoded once into a uint8 cache, augmented per step.
 
 Augmentation for aerial images (no canonical "up"): horizontal/vertical flips,
-90° rotations and random crops. Every random choice comes from a generator
+90° rotations and random crops ("geometric"); "full" adds multi-scale crops
+(objects seen from 0.45× to 1.5× their test-time size, with a mild aspect
+change) and colour jitter (brightness, contrast, saturation, gamma), because
+remote-sensing images vary in ground resolution and illumination. Every random choice comes from a generator
 seeded by (seed, epoch, step), so a resumed run sees exactly the same batches.
 """
 
@@ -22,6 +25,8 @@ from .datasets import IMAGENET_MEAN, IMAGENET_STD, pair_dataset, read_image, rea
 from .errors import DatasetError
 
 CROP_MARGIN = 1.125  # cache side / input side: room for random crops
+CROP_MARGINS = {"geometric": CROP_MARGIN, "full": 1.5}  # "full" keeps detail for zoomed-in crops
+AUGMENTATIONS = tuple(CROP_MARGINS)
 
 
 def collect_pairs(data_root: str | os.PathLike[str], sets: Sequence[str]) -> list[tuple[Path, Path]]:
@@ -84,15 +89,42 @@ def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, tor
     return (x - mean) / std, y
 
 
+def colour_jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, saturation and gamma of one uint8 HWC image, each ±25 % or so."""
+    x = img.astype(np.float32) / 255
+    x = x * rng.uniform(0.75, 1.25)
+    x = (x - x.mean()) * rng.uniform(0.75, 1.25) + x.mean()
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    x = grey[..., None] + (x - grey[..., None]) * rng.uniform(0.7, 1.3)
+    x = np.clip(x, 0, 1) ** rng.uniform(0.8, 1.25)
+    return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+
+
+def _crop_box(side: int, mode: str, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random crop of a ``side``² cached image."""
+    if mode == "geometric":
+        h = w = int(rng.integers(int(0.6 * side), side + 1))
+    else:
+        scale = rng.uniform(0.3, 1.0)
+        aspect = np.exp(rng.uniform(np.log(0.8), np.log(1.25)))
+        h = min(side, max(8, int(round(side * scale * np.sqrt(aspect)))))
+        w = min(side, max(8, int(round(side * scale / np.sqrt(aspect)))))
+    top = int(rng.integers(0, side - h + 1))
+    left = int(rng.integers(0, side - w + 1))
+    return top, left, h, w
+
+
 def augment_batch(images: np.ndarray, masks: np.ndarray, size: int,
-                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crop (60–100 % of the side) resized to ``size``, flips, 90° rotations."""
+                  rng: np.random.Generator, mode: str = "geometric") -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crop resized to ``size``, flips, 90° rotations (and for "full", colour)."""
     xs, ys = [], []
     side = images.shape[1]
     for img, mask in zip(images, masks):
-        crop = int(rng.integers(int(0.6 * side), side + 1))
-        top, left = (int(rng.integers(0, side - crop + 1)) for _ in range(2))
-        x, y = to_tensors(img[None, top:top + crop, left:left + crop], mask[None, top:top + crop, left:left + crop])
+        top, left, h, w = _crop_box(side, mode, rng)
+        img = img[top:top + h, left:left + w]
+        if mode == "full" and rng.random() < 0.8:
+            img = colour_jitter(img, rng)
+        x, y = to_tensors(img[None], mask[None, top:top + h, left:left + w])
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         y = F.interpolate(y, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         if rng.random() < 0.5:

@@ -105,11 +105,13 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
     """Copy ``run_dir/best.safetensors`` into the zoo as ``name`` and describe it."""
     import torch
 
+    from .train import load_run_state
+
     best = run_dir / "best.safetensors"
     state_path = run_dir / "state.pt"
     if not best.exists() or not state_path.exists():
         raise LensNetDeployError(f"{run_dir}: no best.safetensors/state.pt (not a training run folder)")
-    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    state = load_run_state(state_path)
     cfg = state["config"]
     history = state["history"]
     best_row = max((h for h in history if "val_smeasure" in h), key=lambda h: h["val_smeasure"])
@@ -131,7 +133,8 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
         "best_epoch": best_row["epoch"],
         "wall_time_h": state["seconds"] / 3600,
         "hardware": hardware or f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
-        "recipe": {k: cfg[k] for k in ("batch_size", "lr", "decay_rate", "decay_epochs", "clip", "seed")},
+        "recipe": {k: cfg[k] for k in ("batch_size", "lr", "decay_rate", "decay_epochs", "clip", "seed",
+                                         "schedule", "warmup_epochs", "min_lr", "augment") if k in cfg},
         "metrics": metrics,
         "file_size_bytes": target.stat().st_size,
         "dtype": "float16" if half else "float32",

@@ -26,6 +26,21 @@ def test_iou_and_hybrid_loss_hand_computed():
 def test_step_decay():
     cfg = TrainConfig(lr=1e-3, decay_rate=0.1, decay_epochs=30)
     assert [lr_at(cfg, e) for e in (0, 29, 30, 60)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
+    cos = TrainConfig(lr=1e-3, schedule="cosine", warmup_epochs=2, epochs=12, min_lr=1e-5)
+    # warm-up from lr/10, then half a cosine from lr (epoch 2) to min_lr (epoch 12)
+    assert [lr_at(cos, e) for e in (0, 1, 2, 7, 12)] == pytest.approx([1e-4, 5.5e-4, 1e-3, 5.05e-4, 1e-5])
+
+
+def test_full_augmentation_is_seeded_and_changes_colour_and_scale():
+    from lensnet_deploy.train_data import augment_batch
+
+    imgs = np.random.default_rng(1).integers(0, 256, (3, 60, 60, 3), dtype=np.uint8)
+    masks = (imgs[..., 0] > 128).astype(np.uint8) * 255
+    a = augment_batch(imgs, masks, 40, np.random.default_rng(7), "full")
+    b = augment_batch(imgs, masks, 40, np.random.default_rng(7), "full")
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    plain = augment_batch(imgs, masks, 40, np.random.default_rng(7), "geometric")
+    assert a[0].shape == plain[0].shape == (3, 3, 40, 40) and not torch.equal(a[0], plain[0])
 
 
 def make_dataset(root, n=24, size=48):
@@ -130,3 +145,47 @@ def test_a_new_run_starts_from_init_weights(tmp_path):
     wrong = TrainConfig(**{**cfg.__dict__, "variant": "lensnet-tiny"})
     with pytest.raises(LensNetDeployError, match="does not match LENS-Net variant 'lensnet-tiny': .* missing keys"):
         Trainer(wrong, tmp_path / "other", log=lambda s: None)
+
+
+class _Plant:
+    """Unpickling this object runs ``open(path, "w")``: what a malicious resume state would do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_that_runs_code_is_refused_by_resume_and_register(tmp_path):
+    import subprocess
+    import sys
+
+    make_dataset(tmp_path, n=12)
+    run = tmp_path / "run"
+    cfg = TrainConfig(variant="lensnet-micro", data_root=str(tmp_path), train_sets=("toy/train",), input_size=32,
+                      epochs=1, batch_size=4, holdout=4)
+    Trainer(cfg, run, log=lambda s: None).run(max_steps=1)
+    assert torch.load(run / "state.pt", weights_only=True)["step"] == 1  # our own states load safely
+    planted = tmp_path / "planted.txt"
+    torch.save({"config": {}, "model": {}, "optim": {}, "history": [], "x": _Plant(planted)}, run / "state.pt")
+    common = [sys.executable, "-m", "lensnet_deploy"]
+    resume = subprocess.run([*common, "train", "--variant", "lensnet-micro", "--data-root", str(tmp_path),
+                             "--sets", "toy/train", "--input-size", "32", "--epochs", "1", "--batch-size", "4",
+                             "--holdout", "4", "--out", str(run)], capture_output=True, text=True, timeout=300)
+    if not (run / "best.safetensors").exists():  # register needs a best checkpoint beside the state
+        from lensnet_deploy.checkpoint import save_lensnet
+        from lensnet_deploy.model_zoo import VARIANTS, LensNet
+
+        save_lensnet(LensNet(VARIANTS["lensnet-micro"]), run / "best.safetensors", "lensnet-micro")
+    register = subprocess.run([*common, "zoo", "register", "evil", "--run", str(run), "--data-root", str(tmp_path),
+                               "--command", "x"], capture_output=True, text=True, timeout=300)
+    for proc in (resume, register):
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2, proc.stderr
+        assert len(lines) == 1 and "state.pt: not a safe training state" in lines[0], proc.stderr
+        assert "code execution" in lines[0]
+    assert not planted.exists()
+    # the same file unpickled without the guard would have created it: the test can fail
+    torch.load(run / "state.pt", weights_only=False)
+    assert planted.exists()
