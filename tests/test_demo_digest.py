@@ -1,0 +1,40 @@
+"""The bundled demo's integer model, pinned: refactors must not change a single integer.
+
+The digest covers the fast simulator's raw integer logits (int64) and every
+spike count (uint8) of the zoo's lensnet-tiny on the twelve bundled ORSSD
+samples at its native size, calibrated on the same images as `run` does.
+It changes only with a new integer-semantics version (say which in the commit).
+"""
+
+import hashlib
+
+import numpy as np
+import torch
+from conftest import SAMPLES
+
+import lensnet_deploy as L
+from lensnet_deploy.datasets import list_images, load_images
+
+# docs/integer_semantics.md v0, zoo lensnet-tiny sha256 c4894dba…
+DEMO_DIGEST = "165d23f20809f45dfccba93db4d2e5d35f48ea5a5b82a8330570d6fb6fe21659"
+
+
+def demo_digest() -> tuple[str, int, int]:
+    model = L.load_lensnet("lensnet-tiny")
+    x = load_images(list_images(SAMPLES / "Image"), model.input_size)
+    q = L.quantize(L.export_nir(model, model.input_size), x[:16])
+    run = L.simulate(q, x)
+    h = hashlib.sha256()
+    for t in run.raw:
+        h.update(np.ascontiguousarray(t.numpy().astype(np.int64)).tobytes())
+    for name in sorted(run.spike_counts):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(run.spike_counts[name].numpy().astype(np.uint8)).tobytes())
+    return h.hexdigest(), len(run.spike_counts), sum(int(v.sum()) for v in run.spike_counts.values())
+
+
+def test_demo_integers_are_pinned():
+    with torch.no_grad():
+        digest, layers, spikes = demo_digest()
+    assert (layers, spikes) == (139, 12_952_011)
+    assert digest == DEMO_DIGEST
