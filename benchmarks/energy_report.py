@@ -11,12 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lensnet_deploy import ResourceError, compile, export_nir, load_lensnet, quantize
+from lensnet_deploy import ResourceError, compile, export_nir, load_lensnet, load_target, prepare, quantize
 from lensnet_deploy.datasets import list_images, load_images, resolve_layout
-from lensnet_deploy.export.from_nir import from_nir
-from lensnet_deploy.hardware.api import simulate
 from lensnet_deploy.hardware.energy import estimate_energy
-from lensnet_deploy.hardware.resources import load_target
 from lensnet_deploy.predict import batches
 from lensnet_deploy.progress import batch_bar
 
@@ -31,8 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     model = load_lensnet(args.model)
     size = (args.size, args.size) if args.size else model.input_size
-    int_graph = quantize(export_nir(model, size))
-    ir = from_nir(int_graph)
+    int_graph = prepare(quantize(export_nir(model, size)))
+    ir = int_graph.ir
     target = load_target("loihi2")
     for board in ("oheo-gulch", "kapoho-point", "hala-point"):
         try:
@@ -44,7 +41,7 @@ def main() -> None:
     totals = {"paper": 0.0, "loihi": 0.0}
     for group in batch_bar(list(batches(files, args.batch_size)), len(files), "energy"):
         x = load_images(group, size)
-        report = estimate_energy(ir, simulate(int_graph, x).spike_counts, target)
+        report = estimate_energy(ir, int_graph.simulate(x).spike_counts, target)
         totals["paper"] += report.paper_mj * len(group)
         totals["loihi"] += report.loihi_mj * len(group)
     print(report.format())

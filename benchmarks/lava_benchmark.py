@@ -15,7 +15,7 @@ import torch
 from lensnet_deploy import load_lensnet
 from lensnet_deploy.export.capture import capture_lensnet
 from lensnet_deploy.export.passes import run_passes
-from lensnet_deploy.hardware.int_sim import simulate_int
+from lensnet_deploy.hardware.fast_sim import FastSimulator
 from lensnet_deploy.hardware.lava_sim import simulate_lava
 from lensnet_deploy.hardware.quantize import quantize_ir
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
@@ -26,7 +26,7 @@ def measure(model: LensNet, size: int, label: str) -> None:
     q, _ = quantize_ir(run_passes(capture_lensnet(model, (size, size))))
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
-    fast = simulate_int(q, x, fast=True)
+    fast = FastSimulator(q)(x)
     t_fast = time.perf_counter() - t0
     lava = simulate_lava(q, x)
     same = all(bool((torch.from_numpy(a) == b[0]).all()) for a, b in zip(lava.raw, fast.raw))

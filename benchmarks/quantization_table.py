@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from lensnet_deploy import load_lensnet
+from lensnet_deploy.api import prepare, quantize_with_report
 from lensnet_deploy.datasets import list_images, normalize, pair_dataset, read_image, read_mask, resolve_layout
 from lensnet_deploy.export import export_nir
-from lensnet_deploy.hardware.api import quantize_with_report, simulate
 from lensnet_deploy.metrics import METRIC_KEYS, SODMetrics, format_table
 from lensnet_deploy.predict import batches, saliency_map
 from lensnet_deploy.progress import batch_bar
@@ -36,6 +36,7 @@ def main() -> None:
     calib_dir, _ = resolve_layout(args.data_root / "ORSSD", "train")
     calib = torch.stack([normalize(read_image(p), size) for p in list_images(calib_dir)[: args.calib]])
     int_graph, report = quantize_with_report(export_nir(model, size), calib)
+    int_model = prepare(int_graph)
     print(report.format())
     images, masks = resolve_layout(args.data_root / "ORSSD", "test")
     pairs = pair_dataset(images, masks)[: args.limit or None]
@@ -45,7 +46,7 @@ def main() -> None:
         x = torch.stack([normalize(img, size) for img in rgbs])
         with torch.no_grad():
             float_p1 = model(x)[0]
-        int_p1 = simulate(int_graph, x).logits[0]
+        int_p1 = int_model.simulate(x).logits[0]
         for (_, mask_path), fl, it in zip(group, float_p1, int_p1):
             gt = read_mask(mask_path)
             scores["float"].step(saliency_map(fl, gt.shape), gt)

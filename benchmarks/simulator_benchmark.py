@@ -13,10 +13,10 @@ import time
 
 import torch
 
+from lensnet_deploy.api import quantize
 from lensnet_deploy.export import export_nir
-from lensnet_deploy.export.from_nir import from_nir
-from lensnet_deploy.hardware.api import quantize
 from lensnet_deploy.hardware.fast_sim import FastSimulator
+from lensnet_deploy.hardware.int_nir import from_int_nir
 from lensnet_deploy.model_zoo import LensNet, variant_config
 from lensnet_deploy.model_zoo.random_weights import randomize_
 
@@ -42,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = randomize_(LensNet(variant_config(args.variant)), seed=0).eval()
     size = (args.size, args.size)
-    ir = from_nir(quantize(export_nir(model, size)))
+    ir = from_int_nir(quantize(export_nir(model, size)))
     t0 = time.perf_counter()
     simulator = FastSimulator(ir)  # like the float model, its weights are prepared once
     t_prepare = time.perf_counter() - t0

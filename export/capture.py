@@ -19,6 +19,23 @@ from ..model_zoo import LensNet, MultiSpike, check_input_size
 from ..model_zoo.decoder import SCAB, SMCB, SUCB, shuffle_permutation
 from ..model_zoo.encoder import ConvBlock, DownSampling, SepConvSpike, SpikeLinearAttention, SpikeMLP, TransformerBlock
 from .ir import Graph
+from .ops import (
+    Add,
+    Attention,
+    AvgPool,
+    BatchNorm,
+    Bilinear,
+    Conv,
+    Gate,
+    Input,
+    MaxPool,
+    Output,
+    Scale,
+    Shuffle,
+    Sigmoid,
+    Spike,
+    Upsample,
+)
 
 
 def _f64(t: torch.Tensor) -> np.ndarray:
@@ -43,8 +60,8 @@ class _Capture:
         self.calls[base] += 1
         k = self.calls[base]
         call = base if k == 1 else f"{base}#{k}"
-        return self.g.add(call, "spike", [x], self.shape(x), D=m.max_count, out_scale=1.0 / m.max_count,
-                          sources=[{"call": call, "views": []}])
+        return self.g.add(call, Spike(D=m.max_count, out_scale=1.0 / m.max_count,
+                                      sources=[{"call": call, "views": []}]), [x], self.shape(x))
 
     def conv(self, m: nn.Conv1d | nn.Conv2d, x: str) -> str:
         c, h, w = self.shape(x)
@@ -58,21 +75,22 @@ class _Capture:
         oh = (h + 2 * padding[0] - kh) // stride[0] + 1
         ow = (w + 2 * padding[1] - kw) // stride[1] + 1
         bias = None if m.bias is None else _f64(m.bias)
-        return self.g.add(self.name(m), "conv", [x], (weight.shape[0], oh, ow), weight=weight, bias=bias,
-                          stride=stride, padding=padding, groups=int(m.groups))
+        op = Conv(weight=weight, bias=bias, stride=stride, padding=padding, groups=int(m.groups))
+        return self.g.add(self.name(m), op, [x], (weight.shape[0], oh, ow))
 
     def bn(self, m: nn.modules.batchnorm._BatchNorm, x: str) -> str:
-        return self.g.add(self.name(m), "batchnorm", [x], self.shape(x), mean=_f64(m.running_mean),
-                          var=_f64(m.running_var), eps=float(m.eps), weight=_f64(m.weight), bias=_f64(m.bias))
+        op = BatchNorm(mean=_f64(m.running_mean), var=_f64(m.running_var), eps=float(m.eps), weight=_f64(m.weight),
+                       bias=_f64(m.bias))
+        return self.g.add(self.name(m), op, [x], self.shape(x))
 
     def conv_bn(self, seq: nn.Sequential, x: str, start: int = 0) -> str:
         return self.bn(seq[start + 1], self.conv(seq[start], x))
 
     def add(self, name: str, *xs: str) -> str:
-        return self.g.add(name, "add", list(xs), self.shape(xs[0]))
+        return self.g.add(name, Add(), list(xs), self.shape(xs[0]))
 
     def scale(self, name: str, param: torch.Tensor, x: str) -> str:
-        return self.g.add(name, "scale", [x], self.shape(x), scale=_f64(param))
+        return self.g.add(name, Scale(scale=_f64(param)), [x], self.shape(x))
 
     # --- encoder -----------------------------------------------------------
     def downsample(self, m: DownSampling, x: str) -> str:
@@ -97,8 +115,8 @@ class _Capture:
         q = self.spike(m.q_spike, self.conv_bn(m.q_conv, s))
         k = self.spike(m.k_spike, self.conv_bn(m.k_conv, s))
         v = self.spike(m.v_spike, self.conv_bn(m.v_conv, s))
-        a = self.g.add(f"{self.name(m)}.product", "attention", [q, k, v], self.shape(v), heads=m.heads,
-                       scale=float(m.scale * 2))
+        a = self.g.add(f"{self.name(m)}.product", Attention(heads=m.heads, scale=float(m.scale * 2)), [q, k, v],
+                       self.shape(v))
         return self.conv_bn(m.proj_conv, self.spike(m.attn_spike, a))
 
     def mlp(self, m: SpikeMLP, x: str) -> str:
@@ -115,16 +133,16 @@ class _Capture:
     def scab_gate(self, m: SCAB, x: str) -> str:
         p = self.name(m)
         c = self.shape(x)[0]
-        avg = self.g.add(f"{p}.avg_pool", "avgpool", [x], (c, 1, 1))
+        avg = self.g.add(f"{p}.avg_pool", AvgPool(), [x], (c, 1, 1))
         avg = self.conv(m.fc2[0], self.spike(m.activation2, self.conv(m.fc1[0], self.spike(m.activation, avg))))
-        mx = self.g.add(f"{p}.max_pool", "maxpool", [x], (c, 1, 1))
+        mx = self.g.add(f"{p}.max_pool", MaxPool(), [x], (c, 1, 1))
         mx = self.conv(m.fc4[0], self.spike(m.activation2, self.conv(m.fc3[0], self.spike(m.activation, mx))))
-        return self.g.add(f"{p}.sigmoid", "sigmoid", [self.add(f"{p}.add", avg, mx)], (c, 1, 1))
+        return self.g.add(f"{p}.sigmoid", Sigmoid(), [self.add(f"{p}.add", avg, mx)], (c, 1, 1))
 
     def attend(self, scab: SCAB, sfa: MultiSpike, x: str) -> str:
         gate = self.scab_gate(scab, x)
         p = self.name(scab)
-        gated = self.g.add(f"{p}.gate", "gate", [gate, self.spike(sfa, x)], self.shape(x), scale=1.0)
+        gated = self.g.add(f"{p}.gate", Gate(scale=1.0), [gate, self.spike(sfa, x)], self.shape(x))
         return self.add(f"{p}.add_gated", gated, x)
 
     def smcb(self, m: SMCB, x: str) -> str:
@@ -133,14 +151,14 @@ class _Capture:
         branches = [self.conv_bn(dw, self.spike(dw[0], e), start=1) for dw in m.smdc.dwconvs]
         total = self.add(f"{p}.smdc.sum", *branches)
         c = self.shape(total)[0]
-        shuffled = self.g.add(f"{p}.shuffle", "shuffle", [total], self.shape(total),
-                              perm=np.array(shuffle_permutation(c, m.groups)))
+        shuffled = self.g.add(f"{p}.shuffle", Shuffle(perm=np.array(shuffle_permutation(c, m.groups))), [total],
+                              self.shape(total))
         out = self.conv_bn(m.pconv2, self.spike(m.pconv2[0], shuffled), start=1)
         return self.add(f"{p}.add_skip", x, out)
 
     def sucb(self, m: SUCB, x: str) -> str:
         c, h, w = self.shape(x)
-        up = self.g.add(f"{self.name(m)}.upsample", "upsample", [x], (c, 2 * h, 2 * w), factor=2)
+        up = self.g.add(f"{self.name(m)}.upsample", Upsample(factor=2), [x], (c, 2 * h, 2 * w))
         y = self.conv_bn(m.up_dwc, self.spike(m.up_dwc[1], up), start=2)
         return self.conv_bn(m.pwc, self.spike(m.up_dwc[4], y))
 
@@ -148,9 +166,8 @@ class _Capture:
         conv = getattr(model, f"out_head{index}")
         logits = self.conv(conv, self.spike(spike, d))
         c, h, w = self.shape(logits)
-        up = self.g.add(f"out_head{index}.bilinear", "bilinear", [logits], (c, h * factor, w * factor),
-                        factor=factor)
-        return self.g.add(f"p{index}", "output", [up], self.shape(up))
+        up = self.g.add(f"out_head{index}.bilinear", Bilinear(factor=factor), [logits], (c, h * factor, w * factor))
+        return self.g.add(f"p{index}", Output(), [up], self.shape(up))
 
 
 def capture_lensnet(model: LensNet, input_size: tuple[int, int]) -> Graph:
@@ -159,7 +176,7 @@ def capture_lensnet(model: LensNet, input_size: tuple[int, int]) -> Graph:
     cap = _Capture(model)
     g = cap.g
     h, w = (int(s) for s in input_size)
-    x = g.add("input", "input", [], (3, h, w))
+    x = g.add("input", Input(), [], (3, h, w))
     enc, dec = model.backbone, model.decoder
 
     def run(layers: nn.ModuleList, x: str, fn) -> str:

@@ -17,6 +17,7 @@ import nir
 import numpy as np
 import torch
 
+from ..errors import InternalError
 from ..model_zoo import LensNet, MultiSpike
 from . import convention as C
 from . import kernels as K
@@ -54,7 +55,7 @@ def apply_views(counts: torch.Tensor, views: list[dict]) -> torch.Tensor:
         elif op == "permute":
             counts = counts[:, torch.as_tensor(view["perm"], dtype=torch.long)]
         else:
-            raise ValueError(f"unknown spike view {op!r}")
+            raise InternalError(f"unknown spike view {op!r}")
     return counts
 
 

@@ -33,7 +33,7 @@ shapes. This convention keeps every file loadable by plain ``nir.read``:
   ``lensnet.groups = g`` in its metadata so that readers who know the key
   can run (and count synapses of) the grouped form.
 
-Extension ops (version 1), operands and attributes:
+Extension ops (version 1) of float graphs, operands and attributes:
 
 =================  ===========================  ==========================================
 op                 operands                     semantics
@@ -45,41 +45,53 @@ gate               g (C×1×1), x (C×H×W)         ``g · x · scale``; attr ``
 upsample_nearest   x (C×H×W)                    nearest, ×``factor`` in H and W
 bilinear           x (C×H×W)                    bilinear ×``factor``, align_corners False
 global_maxpool     x (C×H×W)                    max over H, W → C×1×1
-sigmoid_table      z (C×1×1), integer           12-bit table ``lensnet.lut`` (C × span) at
-                                                ``clamp(z >> z_shift, z_lo, z_hi) − z_lo``
-gate_fixed         g, x (integers)              ``(g · x · mult + 2^(r−1)) >> r``
-bilinear_int       x (integer)                  exact ``(2f)²`` × bilinear (integer taps)
 =================  ===========================  ==========================================
 
-Integer graphs (``lensnet.integer`` in the graph metadata) follow
-docs/integer_semantics.md: the model input is centred pixels, Conv2d weights
-are ``mantissa << lensnet.weight_exp`` (int64, so y = W x + b stays the NIR
-meaning), thresholds are integers, average pooling is a ``SumPool2d``, and
-the attention extension has ``scale = 1`` (its real unit is ``unit``).
+Integer graphs carry ``lensnet.integer`` in the graph metadata; their
+dialect (integer Conv2d weights, thresholds and three more extension ops)
+is defined, read and written by ``lensnet_deploy.hardware.int_nir``
+(see docs/integer_semantics.md). A float reader refuses them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import nir
 import numpy as np
 
-from ..errors import LensNetDeployError
+from ..errors import GraphError, LensNetDeployError
+from . import ops as O
 
 CONVENTION = "lensnet-nir-ext"
 VERSION = 1
 EXT_KEY, PORT_KEY, ROLE_KEY, SPIKE_KEY = "lensnet.ext", "lensnet.port", "lensnet.role", "lensnet.spike"
 GROUPS_KEY = "lensnet.groups"
 MAXPOOL_KEY = "lensnet.maxpool"  # on the SumPool2d/Threshold pairs of a global max pool of spikes
-# integer graphs (docs/integer_semantics.md)
-INTEGER_KEY = "lensnet.integer"  # graph metadata: semantics version, input encoding, widths
-WEIGHT_EXP_KEY, SHIFT_KEY = "lensnet.weight_exp", "lensnet.shift"  # Conv2d: weight = mantissa << exp
-LUT_KEY, REAL_SCALE_KEY = "lensnet.lut", "lensnet.real_scale"
+INTEGER_KEY = "lensnet.integer"  # graph metadata of an integer graph (its dialect: hardware.int_nir)
 GRAPH_KEYS = ("lensnet.convention", "lensnet.version", "lensnet.model")
-EXT_OPERANDS = {"attention": 3, "sigmoid": 1, "gate": 2, "upsample_nearest": 1, "bilinear": 1, "global_maxpool": 1,
-                "sigmoid_table": 1, "gate_fixed": 2, "bilinear_int": 1}
+
+
+@dataclass(frozen=True)
+class Extension:
+    """One extension op of the file format: its operand count and the IR operation it becomes
+    (``build(attrs, node)`` from the JSON attributes and the NIR node carrying them)."""
+
+    operands: int
+    build: Callable[[dict[str, Any], nir.NIRNode], O.Op]
+
+
+FLOAT_EXTENSIONS: dict[str, Extension] = {
+    "attention": Extension(3, lambda a, n: O.Attention(heads=int(a["heads"]), scale=float(a["scale"]))),
+    "sigmoid": Extension(1, lambda a, n: O.Sigmoid()),
+    "gate": Extension(2, lambda a, n: O.Gate(scale=float(a["scale"]))),
+    "upsample_nearest": Extension(1, lambda a, n: O.Upsample(factor=int(a["factor"]))),
+    "bilinear": Extension(1, lambda a, n: O.Bilinear(factor=int(a["factor"]))),
+    "global_maxpool": Extension(1, lambda a, n: O.MaxPool()),
+}
 
 
 class NIRConventionError(LensNetDeployError):
@@ -151,8 +163,10 @@ def _shape(node: nir.NIRNode, key: str = "output") -> tuple[int, ...]:
     return tuple(int(s) for s in next(iter(types.values())))
 
 
-def validate(graph: nir.NIRGraph) -> None:
-    """Raise :class:`NIRConventionError` naming the first node that breaks the convention."""
+def validate(graph: nir.NIRGraph, extensions: dict[str, Extension] | None = None) -> None:
+    """Raise :class:`NIRConventionError` naming the first node that breaks the convention
+    (``extensions``: the ops the reader knows; default the float ones)."""
+    known = FLOAT_EXTENSIONS if extensions is None else extensions
     meta = graph.metadata or {}
     if "lensnet.version" in meta and int(np.asarray(meta["lensnet.version"])) > VERSION:
         raise NIRConventionError(f"graph uses lensnet convention version {meta['lensnet.version']}; "
@@ -171,45 +185,53 @@ def validate(graph: nir.NIRGraph) -> None:
         if ext is None:
             continue
         op = ext.get("op")
-        if op not in EXT_OPERANDS:
+        if op not in known:
             raise NIRConventionError(f"node {name}: unknown extension op {op!r} "
-                                     f"(known: {', '.join(sorted(EXT_OPERANDS))})")
+                                     f"(known: {', '.join(sorted(known))})")
         if int(ext.get("version", 0)) > VERSION:
             raise NIRConventionError(f"node {name}: extension {op} version {ext.get('version')} is newer than "
                                      f"{VERSION}")
         operands = ext.get("operands", [])
-        if len(operands) != EXT_OPERANDS[op]:
-            raise NIRConventionError(f"node {name}: {op} takes {EXT_OPERANDS[op]} operands, lists {len(operands)}")
+        if len(operands) != known[op].operands:
+            raise NIRConventionError(f"node {name}: {op} takes {known[op].operands} operands, lists {len(operands)}")
         shapes = []
         for i, p in enumerate(operands):
             info = port_info(graph.nodes[p]) if p in graph.nodes else None
             if info is None or info.get("of") != name or int(info.get("index", -1)) != i:
                 raise NIRConventionError(f"node {name}: operand {i} ({p!r}) is not its port number {i}")
             shapes.append(_shape(graph.nodes[p]))
-        _check_shapes(name, op, ext, shapes, _shape(node))
+        try:  # the operation's own shape rules
+            known[op].build(ext, node).check(name, shapes, _shape(node))
+        except (GraphError, KeyError, TypeError, ValueError) as err:
+            detail = str(err) if isinstance(err, GraphError) else f"attribute {err} missing or malformed"
+            raise NIRConventionError(f"node {name}: {op} {detail}") from None
 
 
-def _check_shapes(name: str, op: str, ext: dict[str, Any], shapes: list[tuple[int, ...]],
-                  out: tuple[int, ...]) -> None:
-    def fail(why: str) -> None:
-        raise NIRConventionError(f"node {name}: {op} {why} (operands {shapes}, output {out})")
-
-    if op == "attention":
-        (q, k, v), heads = shapes, int(ext.get("heads", 0))
-        if q != k or q[1:] != v[1:] or heads <= 0 or q[0] % heads or v[0] % heads or out != v:
-            fail("shapes do not fit q, k (C×H×W), v (Cv×H×W) with the head count")
-    elif op in ("gate", "gate_fixed"):
-        g, x = shapes
-        if g != (x[0], 1, 1) or out != x:
-            fail("needs a C×1×1 gate and a C×H×W input")
-    elif op in ("upsample_nearest", "bilinear", "bilinear_int"):
-        f = int(ext.get("factor", 0))
-        (x,) = shapes
-        if f <= 0 or out != (x[0], x[1] * f, x[2] * f):
-            fail(f"output is not the input scaled by factor {f}")
-    elif op == "global_maxpool":
-        (x,) = shapes
-        if out != (x[0], 1, 1):
-            fail("output must be C×1×1")
-    elif op in ("sigmoid", "sigmoid_table") and out != shapes[0]:
-        fail("output shape differs from input")
+def topological_order(graph: nir.NIRGraph) -> list[str]:
+    """Node names in an order where every node follows its edges' sources and, for an
+    extension node, its operand ports (sorted among equals, so the order is reproducible)."""
+    deps: dict[str, set[str]] = {name: set() for name in graph.nodes}
+    for src, dst in graph.edges:
+        deps[dst].add(src)
+    for name, node in graph.nodes.items():
+        ext = ext_info(node)
+        if ext is not None:
+            deps[name].update(ext["operands"])
+    users: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for dst, srcs in deps.items():
+        for s in srcs:
+            users[s].append(dst)
+    pending = {n: len(d) for n, d in deps.items()}
+    ready = sorted(n for n, d in deps.items() if not d)
+    order: list[str] = []
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for u in sorted(users[name]):
+            pending[u] -= 1
+            if pending[u] == 0:
+                ready.append(u)
+    if len(order) != len(graph.nodes):
+        stuck = sorted(set(graph.nodes) - set(order))[:3]
+        raise NIRConventionError(f"graph has a cycle or unreachable dependency at {', '.join(stuck)}")
+    return order

@@ -50,36 +50,6 @@ def _conv_padding(node, kernel: tuple[int, ...]):
     return _pair(pad) if len(kernel) == 2 else int(np.atleast_1d(pad)[0])
 
 
-def _order(graph: nir.NIRGraph) -> list[str]:
-    """Topological order over edges and extension operand dependencies (port → extension)."""
-    deps: dict[str, set[str]] = {name: set() for name in graph.nodes}
-    for src, dst in graph.edges:
-        deps[dst].add(src)
-    for name, node in graph.nodes.items():
-        ext = C.ext_info(node)
-        if ext is not None:
-            deps[name].update(ext["operands"])
-    order, done = [], set()
-    ready = sorted(n for n, d in deps.items() if not d)
-    users: dict[str, list[str]] = {name: [] for name in graph.nodes}
-    for dst, srcs in deps.items():
-        for s in srcs:
-            users[s].append(dst)
-    pending = {n: len(d) for n, d in deps.items()}
-    while ready:
-        name = ready.pop(0)
-        order.append(name)
-        done.add(name)
-        for u in sorted(users[name]):
-            pending[u] -= 1
-            if pending[u] == 0:
-                ready.append(u)
-    if len(order) != len(graph.nodes):
-        stuck = sorted(set(graph.nodes) - done)[:3]
-        raise C.NIRConventionError(f"graph has a cycle or unreachable dependency at {', '.join(stuck)}")
-    return order
-
-
 def _conv2d_weight(node: nir.Conv2d) -> tuple[torch.Tensor, int]:
     """The weight and group count to run: a dense block-diagonal conv marked with
     ``lensnet.groups`` runs grouped (same products, no zero terms)."""
@@ -123,24 +93,8 @@ def _apply(name: str, node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
     raise C.NIRConventionError(f"node {name}: run_nir cannot execute a {type(node).__name__}")
 
 
-def _extension(name: str, ext: dict, operands: list[torch.Tensor], node: nir.NIRNode | None = None) -> torch.Tensor:
+def _extension(name: str, ext: dict, operands: list[torch.Tensor]) -> torch.Tensor:
     op = ext["op"]
-    if op == "sigmoid_table":
-        z = operands[0][:, :, 0, 0].round().to(torch.int64) >> torch.tensor(ext["z_shift"]).view(1, -1)
-        lo, hi = torch.tensor(ext["z_lo"]).view(1, -1), torch.tensor(ext["z_hi"]).view(1, -1)
-        idx = torch.minimum(torch.maximum(z, lo), hi) - lo
-        lut = torch.as_tensor(np.asarray(node.metadata[C.LUT_KEY]), dtype=torch.int64)
-        g = torch.gather(lut.unsqueeze(0).expand(z.shape[0], -1, -1), 2, idx.unsqueeze(-1))[..., 0]
-        return g[:, :, None, None].to(torch.float64)
-    if op == "gate_fixed":
-        g, x = (t.round().to(torch.int64) for t in operands)
-        r = int(ext["r"])
-        mult = torch.tensor(ext["mult"], dtype=torch.int64).view(1, -1, 1, 1)
-        return ((g * x * mult + (1 << (r - 1))) >> r).to(torch.float64)
-    if op == "bilinear_int":
-        from ..hardware.int_sim import bilinear_int
-
-        return bilinear_int(operands[0].round().to(torch.int64), int(ext["factor"])).to(torch.float64)
     if op == "attention":
         return K.attention(*operands, heads=int(ext["heads"]), scale=float(ext["scale"]))
     if op == "sigmoid":
@@ -178,6 +132,9 @@ def run_nir_full(graph: nir.NIRGraph, images: torch.Tensor, spikes: bool = True,
     change every neuron after it.
     """
     force = force or {}
+    if C.INTEGER_KEY in (graph.metadata or {}):
+        raise C.NIRConventionError("run_nir executes float graphs; an integer graph runs with "
+                                   "lensnet_deploy.simulate")
     inputs, outputs = _model_io(graph)
     if len(inputs) != 1:
         raise C.NIRConventionError(f"run_nir needs exactly one model input node, found {len(inputs)} "
@@ -201,10 +158,6 @@ def run_nir_full(graph: nir.NIRGraph, images: torch.Tensor, spikes: bool = True,
                 plane_layer[name] = info["layer"]
     values: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
-    if (graph.metadata or {}).get(C.INTEGER_KEY) is not None:
-        from ..hardware.int_sim import pixels_from_images
-
-        images = pixels_from_images(images)  # integer graphs read centred pixels
     images = images.to(torch.float64)
 
     def release(name: str) -> None:
@@ -212,12 +165,12 @@ def run_nir_full(graph: nir.NIRGraph, images: torch.Tensor, spikes: bool = True,
         if uses[name] == 0 and name not in keep:
             values.pop(name, None)
 
-    for name in _order(graph):
+    for name in C.topological_order(graph):
         node = graph.nodes[name]
         ext = exts[name]
         if ext is not None:
             args = [values[p] for p in ext["operands"]]
-            values[name] = _extension(name, ext, args, node)
+            values[name] = _extension(name, ext, args)
             for p in ext["operands"]:
                 release(p)
             continue

@@ -1,9 +1,11 @@
-"""A small, plain graph of tensor operations: what capture produces and passes rewrite.
+"""The graph IR: named nodes, each holding one typed operation (``ops``), in topological order.
 
-Every node has a name, an op, ordered operand names, attributes (numpy float64
-arrays or plain Python values) and its output shape (C, H, W) without batch.
-Operands of ``add`` are summed; every other op takes its operands by position.
-Lowering to NIR (``to_nir``) happens once, after the passes.
+A node has a name, an operation (a dataclass of ``export.ops`` or, in
+integer graphs, of ``hardware.ops``), ordered operand names and its output
+shape (C, H, W) without the batch axis. The operation checks its operand
+count and shapes when the node is added. Float and integer graphs are the
+same class; ``meta["integer"]`` records the integer semantics of an integer
+graph. Lowering to NIR (``to_nir``) happens once, after the passes.
 """
 
 from __future__ import annotations
@@ -11,42 +13,31 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-# op -> operand count (None: any number), for validation
-OPS: dict[str, int | None] = {
-    "input": 0,
-    "conv": 1,  # attrs: weight (O, I/g, kh, kw), bias (O,) or None, stride, padding, groups
-    "batchnorm": 1,  # attrs: mean, var, eps, weight, bias
-    "scale": 1,  # attrs: scale (C,) per channel
-    "shuffle": 1,  # attrs: perm (output channel c reads input channel perm[c])
-    "spike": 1,  # attrs: D, out_scale (output = out_scale · count), sources
-    "add": None,
-    "avgpool": 1,  # global average pool → C×1×1
-    "maxpool": 1,  # global max pool → C×1×1
-    "upsample": 1,  # nearest, attrs: factor
-    "attention": 3,  # q, k, v; attrs: heads, scale (y = scale · q (kᵀ v) per head)
-    "sigmoid": 1,
-    "gate": 2,  # gate (C×1×1) · x (C×H×W) · attrs scale
-    "bilinear": 1,  # attrs: factor (align_corners False)
-    "output": 1,
-}
+from ..errors import GraphError
+from .ops import Op
+
+O = TypeVar("O", bound=Op)
 
 
 @dataclass
 class Node:
     name: str
-    op: str
+    op: Op
     inputs: list[str]
     shape: tuple[int, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.op.kind
 
     def __post_init__(self) -> None:
-        if self.op not in OPS:
-            raise ValueError(f"unknown op {self.op!r} for node {self.name}")
-        want = OPS[self.op]
+        want = type(self.op).arity
         if want is not None and len(self.inputs) != want:
-            raise ValueError(f"{self.op} node {self.name} takes {want} operands, got {len(self.inputs)}")
+            raise GraphError(f"{self.kind} node {self.name} takes {want} operands, got {len(self.inputs)}")
+        if want is None and not self.inputs:
+            raise GraphError(f"{self.kind} node {self.name} needs at least one operand")
 
 
 @dataclass
@@ -56,13 +47,20 @@ class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, name: str, op: str, inputs: list[str], shape: tuple[int, ...], **attrs: Any) -> str:
+    @property
+    def integer(self) -> dict[str, Any] | None:
+        """The integer semantics this graph follows (None for a float graph)."""
+        return self.meta.get("integer")
+
+    def add(self, name: str, op: Op, inputs: list[str], shape: tuple[int, ...]) -> str:
         if name in self.nodes:
-            raise ValueError(f"duplicate node name {name}")
+            raise GraphError(f"duplicate node name {name}")
         for src in inputs:
             if src not in self.nodes:
-                raise ValueError(f"node {name} reads unknown node {src}")
-        self.nodes[name] = Node(name, op, list(inputs), tuple(int(s) for s in shape), dict(attrs))
+                raise GraphError(f"node {name} reads unknown node {src}")
+        node = Node(name, op, list(inputs), tuple(int(s) for s in shape))
+        op.check(name, [self.nodes[i].shape for i in inputs], node.shape)
+        self.nodes[name] = node
         return name
 
     def copy(self) -> Graph:
@@ -71,25 +69,29 @@ class Graph:
     def __iter__(self) -> Iterator[Node]:
         return iter(list(self.nodes.values()))
 
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
     def consumers(self, name: str) -> list[Node]:
         return [n for n in self.nodes.values() if name in n.inputs]
 
-    def of_op(self, op: str) -> list[Node]:
-        return [n for n in self.nodes.values() if n.op == op]
+    def of(self, *types: type[Op]) -> list[Node]:
+        """The nodes whose operation is one of ``types`` (subclasses included)."""
+        return [n for n in self.nodes.values() if isinstance(n.op, types)]
 
     def inputs(self) -> list[Node]:
-        return self.of_op("input")
+        return [n for n in self.nodes.values() if type(n.op).arity == 0]
 
     def outputs(self) -> list[Node]:
         """Output nodes in model order (``meta["outputs"]`` when recorded, else graph order)."""
         order = self.meta.get("outputs")
         if order:
             return [self.nodes[name] for name in order]
-        return self.of_op("output")
+        return [n for n in self.nodes.values() if n.kind == "output"]
 
     def remove(self, name: str) -> None:
         if self.consumers(name):
-            raise ValueError(f"cannot remove {name}: it still has consumers")
+            raise GraphError(f"cannot remove {name}: it still has consumers")
         del self.nodes[name]
 
     def bypass(self, name: str) -> None:
@@ -117,5 +119,6 @@ class Graph:
         for node in self.nodes.values():
             for src in node.inputs:
                 if src not in seen:
-                    raise ValueError(f"node {node.name} reads {src}, which is not defined before it")
+                    raise GraphError(f"node {node.name} reads {src}, which is not defined before it")
+            node.op.check(node.name, [self.nodes[i].shape for i in node.inputs], node.shape)
             seen.add(node.name)

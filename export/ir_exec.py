@@ -1,10 +1,17 @@
-"""Execute an IR graph in float64 (to check that every pass preserves the model)."""
+"""Execute a float IR graph in float64 (to check that every pass preserves the model).
+
+One function per operation type (``EVAL``), on the float64 kernels of :mod:`kernels`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from ..errors import GraphError
 from . import kernels as K
+from . import ops as O
 from .ir import Graph, Node
 
 
@@ -12,59 +19,63 @@ def _t(a) -> torch.Tensor | None:
     return None if a is None else torch.as_tensor(a, dtype=torch.float64)
 
 
+def _batchnorm(op: O.BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    shape = (1, -1, 1, 1)
+    inv = 1.0 / torch.sqrt(_t(op.var) + op.eps)
+    return (x - _t(op.mean).view(shape)) * (inv * _t(op.weight)).view(shape) + _t(op.bias).view(shape)
+
+
+def _spike(op: O.Spike, x: torch.Tensor) -> torch.Tensor:
+    count = K.spike_count(x, op.D)
+    return count * op.out_scale if op.out_scale != 1.0 else count
+
+
+def _add(op: O.Add, *xs: torch.Tensor) -> torch.Tensor:
+    total = xs[0]
+    for x in xs[1:]:
+        total = total + x
+    return total
+
+
+EVAL: dict[type[O.Op], Callable[..., torch.Tensor]] = {
+    O.Conv: lambda op, x: K.conv2d(x, _t(op.weight), _t(op.bias), op.stride, op.padding, op.groups),
+    O.BatchNorm: _batchnorm,
+    O.Scale: lambda op, x: x * _t(op.scale).view(1, -1, 1, 1),
+    O.Shuffle: lambda op, x: x[:, torch.as_tensor(op.perm, dtype=torch.long)],
+    O.Spike: _spike,
+    O.Add: _add,
+    O.AvgPool: lambda op, x: K.global_avgpool(x),
+    O.MaxPool: lambda op, x: K.global_maxpool(x),
+    O.Upsample: lambda op, x: K.upsample_nearest(x, op.factor),
+    O.Attention: lambda op, q, k, v: K.attention(q, k, v, op.heads, op.scale),
+    O.Sigmoid: lambda op, x: torch.sigmoid(x),
+    O.Gate: lambda op, g, x: K.gate(g, x, op.scale),
+    O.Bilinear: lambda op, x: K.bilinear(x, op.factor),
+    O.Output: lambda op, x: x,
+}
+
+
 def eval_node(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
-    a = node.attrs
-    op = node.op
-    if op == "conv":
-        return K.conv2d(args[0], _t(a["weight"]), _t(a["bias"]), a["stride"], a["padding"], a["groups"])
-    if op == "batchnorm":
-        shape = (1, -1, 1, 1)
-        inv = 1.0 / torch.sqrt(_t(a["var"]) + a["eps"])
-        return (args[0] - _t(a["mean"]).view(shape)) * (inv * _t(a["weight"])).view(shape) + _t(a["bias"]).view(shape)
-    if op == "scale":
-        return args[0] * _t(a["scale"]).view(1, -1, 1, 1)
-    if op == "shuffle":
-        return args[0][:, torch.as_tensor(a["perm"], dtype=torch.long)]
-    if op == "spike":
-        count = K.spike_count(args[0], a["D"])
-        return count * a["out_scale"] if a["out_scale"] != 1.0 else count
-    if op == "add":
-        total = args[0]
-        for x in args[1:]:
-            total = total + x
-        return total
-    if op == "avgpool":
-        return K.global_avgpool(args[0])
-    if op == "maxpool":
-        return K.global_maxpool(args[0])
-    if op == "upsample":
-        return K.upsample_nearest(args[0], a["factor"])
-    if op == "attention":
-        return K.attention(args[0], args[1], args[2], a["heads"], a["scale"])
-    if op == "sigmoid":
-        return torch.sigmoid(args[0])
-    if op == "gate":
-        return K.gate(args[0], args[1], a["scale"])
-    if op == "bilinear":
-        return K.bilinear(args[0], a["factor"])
-    if op == "output":
-        return args[0]
-    raise ValueError(f"cannot execute op {op!r} of node {node.name}")
+    fn = EVAL.get(type(node.op))
+    if fn is None:
+        raise GraphError(f"the float executor cannot run {node.kind} node {node.name} (an integer graph?)")
+    return fn(node.op, *args)
 
 
 def run_ir(graph: Graph, images: torch.Tensor, keep: bool = False) -> dict[str, torch.Tensor]:
     """Values of the output nodes (or of every node with ``keep``), by name."""
     values: dict[str, torch.Tensor] = {}
     remaining = {n.name: len(graph.consumers(n.name)) for n in graph} if not keep else {}
+    outputs = {n.name for n in graph.outputs()}
     for node in graph:
-        if node.op == "input":
+        if isinstance(node.op, O.Input):
             values[node.name] = images.to(torch.float64)
             continue
         values[node.name] = eval_node(node, [values[i] for i in node.inputs])
         if not keep:
             for i in node.inputs:
                 remaining[i] -= 1
-                if remaining[i] == 0 and graph.nodes[i].op != "output":
+                if remaining[i] == 0 and i not in outputs:
                     del values[i]
     if keep:
         return values

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import nir
 import numpy as np
 
+from ..errors import GraphError
 from . import convention as C
+from . import ops as O
 from .ir import Graph, Node
 
 THRESHOLD_DTYPE = np.float32  # k − 0.5 is exact; half the memory of float64
@@ -35,18 +38,20 @@ def dense_to_grouped(dense: np.ndarray, groups: int) -> np.ndarray:
     blocks = np.concatenate([dense[g * per_out:(g + 1) * per_out, g * per_in:(g + 1) * per_in]
                              for g in range(groups)])
     if np.count_nonzero(dense) != np.count_nonzero(blocks):
-        raise ValueError(f"weight is not block-diagonal with {groups} groups")
+        raise GraphError(f"weight is not block-diagonal with {groups} groups")
     return blocks
 
 
-class _Lowering:
+class Lowering:
+    """The NIR nodes and edges of one graph under construction; a lowering function per op
+    type adds each IR node's NIR form (``FLOAT_LOWERING``; integer graphs: ``hardware.int_nir``)."""
+
     def __init__(self, graph: Graph) -> None:
         self.ir = graph
         self.nodes: dict[str, nir.NIRNode] = {}
         self.edges: list[tuple[str, str]] = []
         self.outputs_of: dict[str, list[str]] = {}  # IR node → NIR nodes whose summed output is its value
         self.spike_layers: dict[str, dict] = {}
-        self.integer = "quantized" in graph.meta
 
     def connect(self, ir_src: str, dst: str) -> None:
         for src in self.outputs_of[ir_src]:
@@ -54,8 +59,15 @@ class _Lowering:
 
     def put(self, name: str, node: nir.NIRNode) -> None:
         if name in self.nodes:
-            raise ValueError(f"duplicate NIR node name {name}")
+            raise GraphError(f"duplicate NIR node name {name}")
         self.nodes[name] = node
+
+    def single(self, n: Node, node: nir.NIRNode) -> None:
+        """``node`` computes ``n`` from its one operand."""
+        self.put(n.name, node)
+        for src in n.inputs:
+            self.connect(src, n.name)
+        self.outputs_of[n.name] = [n.name]
 
     def ext(self, n: Node, op: str, arrays: dict | None = None, **attrs) -> None:
         ports = [f"{n.name}.in{i}" for i in range(len(n.inputs))]
@@ -67,64 +79,8 @@ class _Lowering:
             self.connect(src, port)
         self.outputs_of[n.name] = [n.name]
 
-    def lower(self, n: Node) -> None:
-        if self.integer and n.op in INTEGER_LOWERING:
-            return INTEGER_LOWERING[n.op](self, n)
-        a, op = n.attrs, n.op
-        if op == "input":
-            self.put(n.name, nir.Input(input_type={"input": np.array(n.shape)}))
-            self.outputs_of[n.name] = [n.name]
-        elif op == "conv":
-            (src,) = n.inputs
-            _, h, w = self.ir.nodes[src].shape
-            bias = a["bias"] if a["bias"] is not None else np.zeros(a["weight"].shape[0])
-            groups = int(a["groups"])
-            weight = np.asarray(a["weight"], np.float64)
-            conv = nir.Conv2d(input_shape=(h, w), weight=grouped_to_dense(weight, groups) if groups > 1 else weight,
-                              stride=tuple(a["stride"]), padding=tuple(a["padding"]), dilation=(1, 1), groups=1,
-                              bias=np.asarray(bias, np.float64))
-            if groups > 1:
-                conv.metadata = {C.GROUPS_KEY: groups}
-            self.put(n.name, conv)
-            self.connect(src, n.name)
-            self.outputs_of[n.name] = [n.name]
-        elif op == "spike":
-            self.spike_planes(n, [_plane_threshold(k - 0.5, n.shape) for k in range(1, int(a["D"]) + 1)])
-        elif op == "add":
-            self.put(n.name, C.join_node(n.shape))
-            for src in n.inputs:
-                self.connect(src, n.name)
-            self.outputs_of[n.name] = [n.name]
-        elif op == "avgpool":
-            (src,) = n.inputs
-            _, h, w = self.ir.nodes[src].shape
-            self.put(n.name, nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
-                                           padding=np.array([0, 0])))
-            self.connect(src, n.name)
-            self.outputs_of[n.name] = [n.name]
-        elif op == "maxpool" and self.ir.nodes[n.inputs[0]].op == "spike":
-            self.lower_spike_maxpool(n)
-        elif op == "maxpool":
-            self.ext(n, "global_maxpool")
-        elif op == "upsample":
-            self.ext(n, "upsample_nearest", factor=int(a["factor"]))
-        elif op == "attention":
-            self.ext(n, "attention", heads=int(a["heads"]), scale=float(a["scale"]))
-        elif op == "sigmoid":
-            self.ext(n, "sigmoid")
-        elif op == "gate":
-            self.ext(n, "gate", scale=float(a["scale"]))
-        elif op == "bilinear":
-            self.ext(n, "bilinear", factor=int(a["factor"]))
-        elif op == "output":
-            self.put(n.name, nir.Output(output_type={"output": np.array(n.shape)}))
-            self.connect(n.inputs[0], n.name)
-        else:
-            raise ValueError(f"cannot lower {op} node {n.name} to NIR (fold it first)")
-
-    def spike_planes(self, n: Node, thresholds: list[np.ndarray]) -> None:
+    def spike_planes(self, n: Node, D: int, thresholds: list[np.ndarray], sources: list) -> None:
         """A multi-spike layer as one Threshold plane per count level, all reading its input."""
-        D = len(thresholds)
         planes = []
         for k, threshold in enumerate(thresholds, start=1):
             plane = nir.Threshold(threshold=threshold)
@@ -133,9 +89,18 @@ class _Lowering:
             self.connect(n.inputs[0], f"{n.name}.s{k}")
             planes.append(f"{n.name}.s{k}")
         self.outputs_of[n.name] = planes
-        self.spike_layers[n.name] = {"D": D, "shape": list(n.shape), "sources": n.attrs.get("sources", [])}
+        self.spike_layers[n.name] = {"D": D, "shape": list(n.shape), "sources": sources}
 
-    def lower_spike_maxpool(self, n: Node) -> None:
+    def pooled(self, n: Node, role: str) -> None:
+        """A global sum pool of the operand (average pools keep their 1/(H·W) in NIR's AvgPool2d)."""
+        _, h, w = self.ir.nodes[n.inputs[0]].shape
+        kwargs = dict(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
+        pool = nir.AvgPool2d(**kwargs) if role == "average" else nir.SumPool2d(**kwargs)
+        if role != "average":
+            pool.metadata = {C.ROLE_KEY: role}
+        self.single(n, pool)
+
+    def spike_maxpool(self, n: Node) -> None:
         """max over H×W of a spike count = Σ_k [Σ_HW plane_k > 0.5] (planes are nested): standard NIR."""
         src = self.ir.nodes[n.inputs[0]]
         _, h, w = src.shape
@@ -152,76 +117,79 @@ class _Lowering:
             outs.append(f"{n.name}.s{k}")
         self.outputs_of[n.name] = outs
 
+    def conv2d(self, n: Node, weight: np.ndarray, bias: np.ndarray, groups: int, stride, padding,
+               metadata: dict | None = None) -> None:
+        """A (grouped) convolution as a standard dense Conv2d, block-diagonal when grouped."""
+        _, h, w = self.ir.nodes[n.inputs[0]].shape
+        conv = nir.Conv2d(input_shape=(h, w), weight=grouped_to_dense(weight, groups) if groups > 1 else weight,
+                          stride=tuple(stride), padding=tuple(padding), dilation=(1, 1), groups=1, bias=bias)
+        conv.metadata = dict(metadata or {})
+        if groups > 1:
+            conv.metadata[C.GROUPS_KEY] = groups
+        self.single(n, conv)
 
-def _int_conv(low: _Lowering, n: Node) -> None:
-    """Integer weights ``w_int·2^exp`` (standard NIR semantics stay y = W x + b), int64."""
-    a = n.attrs
-    (src,) = n.inputs
-    _, h, w = low.ir.nodes[src].shape
-    groups = int(a["groups"])
-    weight = np.asarray(a["w_int"], np.int64) << int(a["exp"])
-    conv = nir.Conv2d(input_shape=(h, w), weight=grouped_to_dense(weight, groups) if groups > 1 else weight,
-                      stride=tuple(a["stride"]), padding=tuple(a["padding"]), dilation=(1, 1), groups=1,
-                      bias=np.asarray(a["b_int"], np.int64))
-    conv.metadata = {C.WEIGHT_EXP_KEY: int(a["exp"]), C.SHIFT_KEY: np.asarray(a["shift"], np.int64)}
-    if groups > 1:
-        conv.metadata[C.GROUPS_KEY] = groups
-    low.put(n.name, conv)
-    low.connect(src, n.name)
+    def lower(self, n: Node, lowering: dict) -> None:
+        fn = lowering.get(type(n.op))
+        if fn is None:
+            raise GraphError(f"cannot lower {n.kind} node {n.name} to NIR (fold it first)")
+        fn(self, n)
+
+
+def _input(low: Lowering, n: Node) -> None:
+    low.put(n.name, nir.Input(input_type={"input": np.array(n.shape)}))
     low.outputs_of[n.name] = [n.name]
 
 
-def _int_spike(low: _Lowering, n: Node) -> None:
-    theta = np.asarray(n.attrs["theta"], np.int64)
-    low.spike_planes(n, [np.broadcast_to(theta[:, k].reshape(-1, 1, 1), n.shape) for k in range(theta.shape[1])])
-
-
-def _int_avgpool(low: _Lowering, n: Node) -> None:
-    """Integer models pool by summing (the following thresholds carry the 1/(H·W))."""
-    (src,) = n.inputs
-    _, h, w = low.ir.nodes[src].shape
-    pool = nir.SumPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
-    pool.metadata = {C.ROLE_KEY: "average_as_sum"}
-    low.put(n.name, pool)
-    low.connect(src, n.name)
-    low.outputs_of[n.name] = [n.name]
-
-
-def _int_attention(low: _Lowering, n: Node) -> None:
-    low.ext(n, "attention", heads=int(n.attrs["heads"]), scale=1.0, unit=float(n.attrs["scale"]))
-
-
-def _int_sigmoid(low: _Lowering, n: Node) -> None:
-    a = n.attrs
-    low.ext(n, "sigmoid_table", arrays={C.LUT_KEY: np.asarray(a["lut"], np.int64)},
-            z_shift=np.asarray(a["z_shift"]).tolist(), z_lo=np.asarray(a["z_lo"]).tolist(),
-            z_hi=np.asarray(a["z_hi"]).tolist())
-
-
-def _int_gate(low: _Lowering, n: Node) -> None:
-    low.ext(n, "gate_fixed", mult=np.asarray(n.attrs["mult"]).tolist(), r=int(n.attrs["r"]))
-
-
-def _int_bilinear(low: _Lowering, n: Node) -> None:
-    low.ext(n, "bilinear_int", factor=int(n.attrs["factor"]))
-
-
-def _int_output(low: _Lowering, n: Node) -> None:
-    out = nir.Output(output_type={"output": np.array(n.shape)})
-    out.metadata = {C.REAL_SCALE_KEY: np.asarray(n.attrs["real_scale"], np.float64)}
-    low.put(n.name, out)
+def _output(low: Lowering, n: Node) -> None:
+    low.put(n.name, nir.Output(output_type={"output": np.array(n.shape)}))
     low.connect(n.inputs[0], n.name)
 
 
-INTEGER_LOWERING = {"conv": _int_conv, "spike": _int_spike, "avgpool": _int_avgpool, "attention": _int_attention,
-                    "sigmoid": _int_sigmoid, "gate": _int_gate, "bilinear": _int_bilinear, "output": _int_output}
+def _conv(low: Lowering, n: Node) -> None:
+    op: O.Conv = n.op  # type: ignore[assignment]
+    bias = op.bias if op.bias is not None else np.zeros(op.weight.shape[0])
+    low.conv2d(n, np.asarray(op.weight, np.float64), np.asarray(bias, np.float64), op.groups, op.stride, op.padding)
 
 
-def to_nir(graph: Graph) -> nir.NIRGraph:
-    """The NIR graph of a folded IR graph, with the convention's graph metadata."""
-    low = _Lowering(graph)
+def _join(low: Lowering, n: Node) -> None:
+    low.single(n, C.join_node(n.shape))
+
+
+def _maxpool(low: Lowering, n: Node) -> None:
+    if isinstance(low.ir.nodes[n.inputs[0]].op, O.Spike) or n.inputs[0] in low.spike_layers:
+        low.spike_maxpool(n)
+    else:
+        low.ext(n, "global_maxpool")
+
+
+def _spike(low: Lowering, n: Node) -> None:
+    op: O.Spike = n.op  # type: ignore[assignment]
+    low.spike_planes(n, op.D, [_plane_threshold(k - 0.5, n.shape) for k in range(1, op.D + 1)], op.sources)
+
+
+FLOAT_LOWERING: dict[type[O.Op], Callable[[Lowering, Node], None]] = {
+    O.Input: _input,
+    O.Output: _output,
+    O.Conv: _conv,
+    O.Spike: _spike,
+    O.Add: _join,
+    O.AvgPool: lambda low, n: low.pooled(n, "average"),
+    O.MaxPool: _maxpool,
+    O.Upsample: lambda low, n: low.ext(n, "upsample_nearest", factor=n.op.factor),
+    O.Attention: lambda low, n: low.ext(n, "attention", heads=n.op.heads, scale=float(n.op.scale)),
+    O.Sigmoid: lambda low, n: low.ext(n, "sigmoid"),
+    O.Gate: lambda low, n: low.ext(n, "gate", scale=float(n.op.scale)),
+    O.Bilinear: lambda low, n: low.ext(n, "bilinear", factor=n.op.factor),
+}
+
+
+def to_nir(graph: Graph, lowering: dict | None = None, metadata: dict[str, str] | None = None) -> nir.NIRGraph:
+    """The NIR graph of a folded IR graph, with the convention's graph metadata
+    (``lowering``/``metadata``: what an integer dialect adds; default float)."""
+    low = Lowering(graph)
+    table = FLOAT_LOWERING if lowering is None else lowering
     for node in graph:
-        low.lower(node)
+        low.lower(node, table)
     model = {
         "outputs": [n.name for n in graph.outputs()],
         "input_size": graph.meta.get("input_size"),
@@ -230,6 +198,5 @@ def to_nir(graph: Graph) -> nir.NIRGraph:
         "spike_layers": low.spike_layers,
     }
     meta = {"lensnet.convention": C.CONVENTION, "lensnet.version": C.VERSION, "lensnet.model": json.dumps(model)}
-    if low.integer:
-        meta[C.INTEGER_KEY] = json.dumps(graph.meta["quantized"])
+    meta.update(metadata or {})
     return nir.NIRGraph(nodes=low.nodes, edges=low.edges, metadata=meta, type_check=True)

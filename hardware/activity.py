@@ -16,15 +16,16 @@ import torch
 
 from ..atomic import atomic_path
 from ..export.ir import Graph
+from .ops import IntSpike
 
 
 def layer_activity(graph: Graph, spike_counts: dict[str, torch.Tensor]) -> list[dict]:
     rows = []
-    for n in graph.of_op("spike"):
+    for n in graph.of(IntSpike):
         if n.name not in spike_counts:
             continue
         c = spike_counts[n.name].double()
-        D = int(n.attrs["D"])
+        D = n.op.D  # type: ignore[attr-defined]
         rows.append({"layer": n.name, "neurons": int(np.prod(n.shape)), "firing_rate": float(c.mean()) / D,
                      "mean_count": float(c.mean()), "sparsity": float((c == 0).double().mean())})
     return rows

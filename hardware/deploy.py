@@ -16,7 +16,9 @@ from .build import load_build
 
 def loihi2_available() -> tuple[bool, str]:
     """Whether a Loihi 2 system can be reached, and why not."""
-    import lensnet_deploy  # noqa: F401  (Python 3.11 fix for lava)
+    from .. import lava_compat
+
+    lava_compat.install()
 
     try:
         from lava.utils.system import Loihi2

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..export import ops as O
 from ..export.ir import Graph
+from . import ops as I
+from .targets import Target
 
 E_MAC_PJ, E_AC_PJ = 4.6, 0.9
 PAPER_SOURCE = ("LENS-Net paper convention; 45 nm energies from M. Horowitz, 'Computing's energy problem', "
@@ -54,29 +57,34 @@ class EnergyReport:
 
 def _macs(graph: Graph, name: str) -> int:
     n = graph.nodes[name]
-    w = np.asarray(n.attrs.get("w_int", n.attrs.get("weight")))
-    return int(np.prod(n.shape)) * int(np.prod(w.shape[1:]))
+    return int(np.prod(n.shape)) * int(np.prod(n.op.w_int.shape[1:]))  # type: ignore[attr-defined]
 
 
 def _input_stats(graph: Graph, src: str, counts: dict[str, torch.Tensor]) -> tuple[float, float] | None:
     """(mean count, nonzero fraction) of a conv's input, through upsampling and max pooling."""
     node = graph.nodes[src]
-    while node.op in ("upsample", "maxpool"):
+    while isinstance(node.op, O.Upsample | O.MaxPool):
         node = graph.nodes[node.inputs[0]]
-    if node.op != "spike" or node.name not in counts:
+    if not isinstance(node.op, I.IntSpike) or node.name not in counts:
         return None
     c = counts[node.name].double()
     return float(c.mean()), float((c > 0).double().mean())
 
 
-def estimate_energy(graph: Graph, spike_counts: dict[str, torch.Tensor], target: dict) -> EnergyReport:
+def attention_ops(graph: Graph, name: str) -> int:
+    """Multiply-accumulates of one attention product per image (kᵀv, then q·KV)."""
+    n = graph.nodes[name]
+    q, v = graph.nodes[n.inputs[0]].shape, graph.nodes[n.inputs[2]].shape
+    heads = n.op.heads  # type: ignore[attr-defined]
+    return 2 * q[1] * q[2] * (q[0] // heads) * (v[0] // heads) * heads
+
+
+def estimate_energy(graph: Graph, spike_counts: dict[str, torch.Tensor], target: Target) -> EnergyReport:
     """Energy per image of a (quantized) IR graph given per-layer spike counts (any batch size)."""
     first = macs_first = 0
     acc = synops = 0.0
     rows = []
-    for n in graph:
-        if n.op != "conv":
-            continue
+    for n in graph.of(I.IntConv):
         macs = _macs(graph, n.name)
         if n.inputs == ["input"]:
             first, macs_first = n.name, macs
@@ -91,17 +99,15 @@ def estimate_energy(graph: Graph, spike_counts: dict[str, torch.Tensor], target:
         synops += nonzero * macs
         rows.append({"layer": n.name, "macs": macs, "mean_count": mean, "nonzero": nonzero,
                      "energy_pj": mean * macs * E_AC_PJ})
-    for n in graph.of_op("attention"):
-        q, v = graph.nodes[n.inputs[0]].shape, graph.nodes[n.inputs[2]].shape
-        heads = int(n.attrs["heads"])
-        ops = 2 * q[1] * q[2] * (q[0] // heads) * (v[0] // heads) * heads
+    for n in graph.of(I.IntAttention):
+        ops = attention_ops(graph, n.name)
         acc += ops  # counted as accumulates on integer counts
         rows.append({"layer": n.name, "macs": ops, "mean_count": None, "energy_pj": ops * E_AC_PJ})
-    neurons = sum(int(np.prod(n.shape)) for n in graph.of_op("spike"))
-    e = target["energy_pj"]
+    neurons = sum(int(np.prod(n.shape)) for n in graph.of(I.IntSpike))
+    e = target.energy_pj
     paper = (E_MAC_PJ * macs_first + E_AC_PJ * acc) * 1e-9
     loihi = (e["synaptic_op"] * synops + e["neuron_update"] * neurons) * 1e-9
     constants = {"E_MAC_pj": E_MAC_PJ, "E_AC_pj": E_AC_PJ, "synaptic_op_pj": e["synaptic_op"],
-                 "neuron_update_pj": e["neuron_update"], "loihi_source": target["sources"]["energy_pj"],
+                 "neuron_update_pj": e["neuron_update"], "loihi_source": target.sources["energy_pj"],
                  "first_layer": first}
     return EnergyReport(paper, loihi, macs_first, acc, synops, neurons, rows, constants)

@@ -18,19 +18,23 @@ one by one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import GraphError, InternalError
+from ..export import ops as O
 from ..export.ir import Graph, Node
-from .int_sim import IntRun, bilinear_int, pixels_from_images
+from ..normalization import PIXEL_MAGNITUDE
+from . import ops as I
+from .result import SimResult
+from .semantics import centred_pixels
 
 F32_EXACT = 2**24
 F64_EXACT = 2**53
-PIXEL_MAGNITUDE = 152  # max |p − round(255·mean)| over the three channels
 
 
 def exact_dtype(magnitude: int) -> torch.dtype:
@@ -96,89 +100,110 @@ def _arithmetic_thresholds(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     return theta[:, 0] + 1 - step, step
 
 
-def _prepare_spike(n: Node, src: Step) -> Step:
-    theta = np.asarray(n.attrs["theta"], dtype=np.int64)
-    d = theta.shape[1]
+# --- prepare: every node's static bound, exact type and tensors ---------------------------------
+
+def _prepare_input(n: Node, src: list[Step]) -> Step:
+    return _step(n, PIXEL_MAGNITUDE, dtype=torch.float32)
+
+
+def _prepare_conv(n: Node, src: list[Step]) -> Step:
+    op: I.IntConv = n.op  # type: ignore[assignment]
+    w = op.weight
+    bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * float(src[0].magnitude) + np.abs(op.b_int)
+    s = _step(n, bound)
+    if s.dtype == torch.int64:
+        raise GraphError(f"convolution {n.name}: worst case {s.magnitude:,} exceeds exact float64")
+    s.tensors = {"w": torch.from_numpy(w).to(s.dtype), "b": torch.from_numpy(op.b_int).to(s.dtype)}
+    return s
+
+
+def _prepare_spike(n: Node, src: list[Step]) -> Step:
+    op: I.IntSpike = n.op  # type: ignore[assignment]
+    theta, d, x = op.theta, op.D, src[0]
     arith = _arithmetic_thresholds(theta)
-    if arith is not None and src.dtype != torch.int64:
+    if arith is not None and x.dtype != torch.int64:
         c0, step = arith
-        limit = F32_EXACT if src.dtype == torch.float32 else F64_EXACT
-        if (src.bound + np.abs(c0)).max() < limit:
-            return _step(n, d, {"c0": _channel(c0, src.dtype),
-                                "inv": _channel(1.0 / step.astype(np.float64), src.dtype)}, torch.float32)
+        limit = F32_EXACT if x.dtype == torch.float32 else F64_EXACT
+        if (x.bound + np.abs(c0)).max() < limit:
+            return _step(n, d, {"c0": _channel(c0, x.dtype),
+                                "inv": _channel(1.0 / step.astype(np.float64), x.dtype)}, torch.float32)
     # compare plane by plane; thresholds beyond the input's range change no comparison
-    reach = src.magnitude + 1
-    planes = [_channel(np.clip(theta[:, k], -reach, reach), src.dtype) for k in range(d)]
+    reach = x.magnitude + 1
+    planes = [_channel(np.clip(theta[:, k], -reach, reach), x.dtype) for k in range(d)]
     return _step(n, d, {f"theta{k}": p for k, p in enumerate(planes)}, torch.float32)
 
 
-def _attention_bounds(q: Step, k: Step, v: Step, n: Node, heads: int) -> tuple[int, int]:
+def _prepare_attention(n: Node, src: list[Step]) -> Step:
     """Bounds of ``kᵀv`` (Σ over N tokens) and of ``q·(kᵀv)`` (Σ over a head's d channels)."""
-    tokens = n.shape[1] * n.shape[2]
-    dq = q.node.shape[0] // heads
-    kv = tokens * k.magnitude * v.magnitude
-    return kv, dq * q.magnitude * kv
+    q, k, v = src
+    heads = n.op.heads  # type: ignore[attr-defined]
+    kv = n.shape[1] * n.shape[2] * k.magnitude * v.magnitude
+    mag = q.node.shape[0] // heads * q.magnitude * kv
+    s = _step(n, mag, dtype=exact_dtype(max(kv, mag)))
+    if s.dtype == torch.int64:
+        raise GraphError(f"attention {n.name}: worst case {mag:,} exceeds exact float64")
+    return s
+
+
+def _prepare_sigmoid(n: Node, src: list[Step]) -> Step:
+    op: I.SigmoidTable = n.op  # type: ignore[assignment]
+    return _step(n, op.lut.max(axis=1), {"shift": torch.as_tensor(op.z_shift).view(1, -1),
+                                         "lo": torch.as_tensor(op.z_lo).view(1, -1),
+                                         "hi": torch.as_tensor(op.z_hi).view(1, -1),
+                                         "lut": torch.from_numpy(op.lut)}, torch.float32)
+
+
+def _prepare_gate(n: Node, src: list[Step]) -> Step:
+    op: I.IntGate = n.op  # type: ignore[assignment]
+    top = src[0].bound * src[1].bound * np.abs(op.mult)
+    if top.max(initial=0) + 2**op.r >= F64_EXACT:
+        raise GraphError(f"gate {n.name}: product {int(top.max()):,} exceeds exact float64")
+    return _step(n, np.floor((top + 2 ** (op.r - 1)) / 2**op.r),
+                 {"mult": torch.from_numpy(op.mult).double().view(1, -1, 1, 1)})
+
+
+def _prepare_sumpool(n: Node, src: list[Step]) -> Step:
+    x = src[0]
+    return _step(n, x.node.shape[1] * x.node.shape[2] * x.bound)
+
+
+PREPARE: dict[type[O.Op], Callable[[Node, list[Step]], Step]] = {
+    O.Input: _prepare_input,
+    I.IntConv: _prepare_conv,
+    I.IntSpike: _prepare_spike,
+    O.Add: lambda n, src: _step(n, sum(x.bound for x in src)),
+    I.SumPool: _prepare_sumpool,
+    O.MaxPool: lambda n, src: _step(n, src[0].bound, dtype=src[0].dtype),
+    O.Upsample: lambda n, src: _step(n, src[0].bound, dtype=src[0].dtype),
+    I.IntAttention: _prepare_attention,
+    I.SigmoidTable: _prepare_sigmoid,
+    I.IntGate: _prepare_gate,
+    I.IntBilinear: lambda n, src: _step(n, (2 * n.op.factor) ** 2 * src[0].bound, dtype=torch.int64),
+    I.IntOutput: lambda n, src: _step(n, src[0].bound, {"scale": torch.as_tensor(n.op.real_scale).view(1, -1, 1, 1)},
+                                      torch.int64),
+}
 
 
 def prepare(graph: Graph) -> list[Step]:
     """Every node with its static per-channel bound, exact type and prepared tensors."""
     steps: dict[str, Step] = {}
     for n in graph:
-        a = n.attrs
-        src = [steps[i] for i in n.inputs]
-        if n.op == "input":
-            s = _step(n, PIXEL_MAGNITUDE, dtype=torch.float32)
-        elif n.op == "conv":
-            w = np.asarray(a["w_int"], dtype=np.int64) << int(a["exp"])
-            b = np.asarray(a["b_int"], dtype=np.int64)
-            bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * float(src[0].magnitude) + np.abs(b)
-            s = _step(n, bound)
-            if s.dtype == torch.int64:
-                raise ValueError(f"convolution {n.name}: worst case {s.magnitude:,} exceeds exact float64")
-            s.tensors = {"w": torch.from_numpy(w).to(s.dtype), "b": torch.from_numpy(b).to(s.dtype)}
-        elif n.op == "spike":
-            s = _prepare_spike(n, src[0])
-        elif n.op == "add":
-            s = _step(n, sum(x.bound for x in src))
-        elif n.op == "avgpool":
-            hw = src[0].node.shape[1] * src[0].node.shape[2]
-            s = _step(n, hw * src[0].bound)
-        elif n.op in ("maxpool", "upsample"):
-            s = _step(n, src[0].bound, dtype=src[0].dtype)
-        elif n.op == "attention":
-            kv, mag = _attention_bounds(*src, n, int(a["heads"]))
-            s = _step(n, mag, dtype=exact_dtype(max(kv, mag)))
-            if s.dtype == torch.int64:
-                raise ValueError(f"attention {n.name}: worst case {mag:,} exceeds exact float64")
-        elif n.op == "sigmoid":
-            lut = np.asarray(a["lut"], dtype=np.int64)
-            s = _step(n, lut.max(axis=1), {
-                "shift": torch.as_tensor(np.asarray(a["z_shift"], dtype=np.int64)).view(1, -1),
-                "lo": torch.as_tensor(np.asarray(a["z_lo"], dtype=np.int64)).view(1, -1),
-                "hi": torch.as_tensor(np.asarray(a["z_hi"], dtype=np.int64)).view(1, -1),
-                "lut": torch.from_numpy(lut)}, torch.float32)
-        elif n.op == "gate":
-            mult = np.asarray(a["mult"], dtype=np.int64)
-            r = int(a["r"])
-            top = src[0].bound * src[1].bound * np.abs(mult)
-            if top.max(initial=0) + 2**r >= F64_EXACT:
-                raise ValueError(f"gate {n.name}: product {int(top.max()):,} exceeds exact float64")
-            s = _step(n, np.floor((top + 2 ** (r - 1)) / 2**r),
-                      {"mult": torch.from_numpy(mult).double().view(1, -1, 1, 1)})
-        elif n.op == "bilinear":
-            f = int(a["factor"])
-            s = _step(n, (2 * f) ** 2 * src[0].bound, dtype=torch.int64)
-        elif n.op == "output":
-            s = _step(n, src[0].bound,
-                      {"scale": torch.as_tensor(np.asarray(a["real_scale"], dtype=np.float64)).view(1, -1, 1, 1)},
-                      torch.int64)
-        else:
-            raise ValueError(f"cannot simulate op {n.op} ({n.name})")
-        steps[n.name] = s
+        fn = PREPARE.get(type(n.op))
+        if fn is None:
+            raise GraphError(f"the fast simulator cannot run {n.kind} node {n.name} (not an integer graph?)")
+        steps[n.name] = fn(n, [steps[i] for i in n.inputs])
     return list(steps.values())
 
 
-def _spike(x: torch.Tensor, s: Step) -> torch.Tensor:
+# --- run: one kernel per operation ----------------------------------------------------------------
+
+def _conv(s: Step, x: torch.Tensor) -> torch.Tensor:
+    op: I.IntConv = s.node.op  # type: ignore[assignment]
+    x = x if x.dtype == s.dtype else x.to(s.dtype)
+    return F.conv2d(x, s.tensors["w"], s.tensors["b"], stride=op.stride, padding=op.padding, groups=op.groups)
+
+
+def _spike(s: Step, x: torch.Tensor) -> torch.Tensor:
     t = s.tensors
     if "c0" in t:
         return torch.sub(x, t["c0"]).mul_(t["inv"]).floor_().clamp_(0, s.magnitude).to(torch.float32)
@@ -188,17 +213,31 @@ def _spike(x: torch.Tensor, s: Step) -> torch.Tensor:
     return count
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
+def _add(s: Step, *xs: torch.Tensor) -> torch.Tensor:
+    v = xs[0].to(s.dtype, copy=True)
+    for x in xs[1:]:
+        v += x.to(s.dtype)
+    return v
+
+
+def _sumpool(s: Step, x: torch.Tensor) -> torch.Tensor:
+    if s.dtype == torch.int64:
+        return x.to(torch.int64).sum(dim=(2, 3), keepdim=True)
+    return x.sum(dim=(2, 3), keepdim=True, dtype=s.dtype)
+
+
+def _attention(s: Step, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    heads = s.node.op.heads  # type: ignore[attr-defined]
     b, cq, h, w = q.shape
     cv = v.shape[1]
-    qh = q.reshape(b, heads, cq // heads, h * w).to(dtype)
-    kh = k.reshape(b, heads, cq // heads, h * w).to(dtype)
-    vh = v.reshape(b, heads, cv // heads, h * w).to(dtype)
+    qh = q.reshape(b, heads, cq // heads, h * w).to(s.dtype)
+    kh = k.reshape(b, heads, cq // heads, h * w).to(s.dtype)
+    vh = v.reshape(b, heads, cv // heads, h * w).to(s.dtype)
     y = qh.transpose(2, 3) @ (kh @ vh.transpose(2, 3))
     return y.transpose(2, 3).reshape(b, cv, h, w)
 
 
-def _sigmoid(z: torch.Tensor, s: Step) -> torch.Tensor:
+def _sigmoid(s: Step, z: torch.Tensor) -> torch.Tensor:
     t = s.tensors
     zi = z[:, :, 0, 0].to(torch.int64) >> t["shift"]
     idx = torch.minimum(torch.maximum(zi, t["lo"]), t["hi"]) - t["lo"]
@@ -206,11 +245,54 @@ def _sigmoid(z: torch.Tensor, s: Step) -> torch.Tensor:
     return g.to(torch.float32)[:, :, None, None]
 
 
-def _gate(g: torch.Tensor, count: torch.Tensor, s: Step) -> torch.Tensor:
-    r = int(s.node.attrs["r"])
+def _gate(s: Step, g: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    r = s.node.op.r  # type: ignore[attr-defined]
     coeff = g.double() * s.tensors["mult"]  # per (image, channel), exact below 2^53
     v = torch.addcmul(torch.full((), float(1 << (r - 1)), dtype=torch.float64), count.double(), coeff)
     return v.mul_(2.0**-r).floor_().to(s.dtype)
+
+
+def bilinear(p: torch.Tensor, f: int) -> torch.Tensor:
+    """Integer bilinear ×f (align_corners False): (2f)² times the real result, exactly (int64)."""
+    def axis_weights(size: int):
+        out = torch.arange(size * f)
+        num = 2 * out + 1 - f  # source coordinate × 2f
+        lo = torch.div(num, 2 * f, rounding_mode="floor")
+        frac = num - lo * 2 * f  # 0..2f-1
+        lo_c = lo.clamp(0, size - 1)
+        hi_c = (lo + 1).clamp(0, size - 1)
+        neg = num < 0  # before the first pixel: all weight on pixel 0
+        w_hi = torch.where(neg, torch.zeros_like(frac), frac)
+        w_lo = 2 * f - w_hi
+        lo_c = torch.where(neg, torch.zeros_like(lo_c), lo_c)
+        return lo_c, hi_c, w_lo, w_hi
+
+    h, w = p.shape[-2:]
+    lo, hi, wl, wh = axis_weights(h)
+    rows = p[..., lo, :] * wl.view(-1, 1) + p[..., hi, :] * wh.view(-1, 1)
+    lo, hi, wl, wh = axis_weights(w)
+    return rows[..., lo] * wl + rows[..., hi] * wh
+
+
+def _upsample(s: Step, x: torch.Tensor) -> torch.Tensor:
+    f = s.node.op.factor  # type: ignore[attr-defined]
+    return x.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)
+
+
+RUN: dict[type[O.Op], Callable[..., torch.Tensor]] = {
+    I.IntConv: _conv,
+    I.IntSpike: _spike,
+    O.Add: _add,
+    I.SumPool: _sumpool,
+    O.MaxPool: lambda s, x: torch.amax(x, dim=(2, 3), keepdim=True),
+    O.Upsample: _upsample,
+    I.IntAttention: _attention,
+    I.SigmoidTable: _sigmoid,
+    I.IntGate: _gate,
+    I.IntBilinear: lambda s, x: bilinear(x.to(torch.int64), s.node.op.factor),
+    I.IntOutput: lambda s, x: x,
+}
+OBSERVED = (I.IntConv, O.Add, I.IntGate)  # the membranes whose largest |value| a run can report
 
 
 def _observe(v: torch.Tensor) -> int:
@@ -219,7 +301,7 @@ def _observe(v: torch.Tensor) -> int:
 
 
 class FastSimulator:
-    """A quantized IR graph prepared once (exact types, float32 weights) and run on batches."""
+    """An integer IR graph prepared once (exact types, float32 weights) and run on batches."""
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
@@ -230,60 +312,30 @@ class FastSimulator:
             for i in s.node.inputs:
                 self.readers[i] += 1
 
-    def __call__(self, images: torch.Tensor, keep: bool | Collection[str] = False, observe: bool = False) -> IntRun:
+    def __call__(self, images: torch.Tensor, keep: bool | Collection[str] = False,
+                 observe: bool = False) -> SimResult:
         """``keep``: return every node's integers (int64), or those of the named nodes;
         ``observe``: the largest |membrane| of every convolution, join and gate."""
         wanted = {s.node.name for s in self.steps} if keep is True else set(keep or ())
         with torch.no_grad(), ieee_float32():
             return self._run(images, wanted, observe)
 
-    def _run(self, images: torch.Tensor, keep: set[str], observe: bool) -> IntRun:
+    def _run(self, images: torch.Tensor, keep: set[str], observe: bool) -> SimResult:
         values: dict[str, torch.Tensor] = {}
         kept: dict[str, torch.Tensor] = {}
         left = dict(self.readers)
         counts: dict[str, torch.Tensor] = {}
         observed: dict[str, int] = {}
-        raw, logits = [], []
         for s in self.steps:
-            n, a = s.node, s.node.attrs
-            args = [values[i] for i in n.inputs]
-            if n.op == "input":
-                v = pixels_from_images(images).to(torch.float32)
-            elif n.op == "conv":
-                x = args[0] if args[0].dtype == s.dtype else args[0].to(s.dtype)
-                v = F.conv2d(x, s.tensors["w"], s.tensors["b"], stride=tuple(a["stride"]),
-                             padding=tuple(a["padding"]), groups=int(a["groups"]))
-            elif n.op == "spike":
-                v = _spike(args[0], s)
+            n = s.node
+            if isinstance(n.op, O.Input):
+                v = centred_pixels(images).to(torch.float32)
+            else:
+                v = RUN[type(n.op)](s, *[values[i] for i in n.inputs])
+            if isinstance(n.op, I.IntSpike):
                 counts[n.name] = v.to(torch.uint8)  # counts ≤ D ≤ 16: one byte per neuron
-            elif n.op == "add":
-                v = args[0].to(s.dtype, copy=True)
-                for x in args[1:]:
-                    v += x.to(s.dtype)
-            elif n.op == "avgpool":
-                if s.dtype == torch.int64:
-                    v = args[0].to(torch.int64).sum(dim=(2, 3), keepdim=True)
-                else:
-                    v = args[0].sum(dim=(2, 3), keepdim=True, dtype=s.dtype)
-            elif n.op == "maxpool":
-                v = torch.amax(args[0], dim=(2, 3), keepdim=True)
-            elif n.op == "upsample":
-                f = int(a["factor"])
-                v = args[0].repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)
-            elif n.op == "attention":
-                v = _attention(*args, heads=int(a["heads"]), dtype=s.dtype)
-            elif n.op == "sigmoid":
-                v = _sigmoid(args[0], s)
-            elif n.op == "gate":
-                v = _gate(args[0], args[1], s)
-            elif n.op == "bilinear":
-                v = bilinear_int(args[0].to(torch.int64), int(a["factor"]))
-            else:  # output
-                v = args[0]
-                raw.append(v)
-                logits.append(v.double() * s.tensors["scale"])
             values[n.name] = v
-            if observe and n.op in ("conv", "add", "gate"):
+            if observe and isinstance(n.op, OBSERVED):
                 observed[n.name] = _observe(v)
             if n.name in keep:
                 kept[n.name] = v if v.dtype == torch.int64 else v.to(torch.int64)
@@ -291,7 +343,11 @@ class FastSimulator:
                 left[i] -= 1
                 if left[i] == 0 and i not in self.outputs:
                     del values[i]
-        order = {name: k for k, name in enumerate(self.outputs)}
-        pairs = sorted(zip([s.node.name for s in self.steps if s.node.op == "output"], raw, logits),
-                       key=lambda p: order[p[0]])
-        return IntRun(tuple(p[1] for p in pairs), tuple(p[2] for p in pairs), counts, observed, kept)
+        if any(values[o].dtype != torch.int64 for o in self.outputs):
+            raise InternalError("an output of the fast simulator is not int64")
+        raw = tuple(values[o] for o in self.outputs)
+        logits = tuple(r.double() * self.scale(o) for r, o in zip(raw, self.outputs))
+        return SimResult(logits, raw, counts, observed, kept)
+
+    def scale(self, output: str) -> torch.Tensor:
+        return next(s for s in self.steps if s.node.name == output).tensors["scale"]

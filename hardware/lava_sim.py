@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from ..errors import LensNetDeployError
+from ..export import ops as O
 from ..export.ir import Graph
-from .int_sim import pixels_from_images
-
-PARAM_KEYS = ("w_int", "b_int", "exp", "stride", "padding", "groups", "theta", "factor", "heads", "z_shift", "z_lo",
-              "z_hi", "lut", "mult", "r")
+from . import ops as I
+from .semantics import centred_pixels
 
 
 @dataclass
@@ -34,15 +33,6 @@ class LavaRun:
     processes: int = 0
     values: dict[str, np.ndarray] = field(default_factory=dict)  # every node (with keep=True)
     steps: int = 1  # timesteps run until every value settled
-
-
-def _params(attrs: dict) -> dict:
-    out = {}
-    for key in PARAM_KEYS:
-        if key in attrs:
-            value = attrs[key]
-            out[key] = np.asarray(value) if isinstance(value, (list, np.ndarray)) else value
-    return out
 
 
 def settling_steps(graph: Graph, delayed: set[str]) -> int:
@@ -67,39 +57,38 @@ def simulate_lava(graph: Graph, image: torch.Tensor, keep: bool = False, synapse
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
-    import lensnet_deploy  # noqa: F401  (Python 3.11 fix for lava)
+    from .. import lava_compat
 
+    lava_compat.install()
     from .lava_backend.processes import IntOp1, IntOp2, IntOp3, IntSource
     from .lava_synapses import SYNAPSE_ROUTES, connect_synapse
 
-    if "quantized" not in graph.meta:
+    if graph.integer is None:
         raise LensNetDeployError("the Lava backend needs an integer graph: run quantize first")
     if synapses not in SYNAPSE_ROUTES:
         raise LensNetDeployError(f"unknown synapse route {synapses!r} (available: {', '.join(SYNAPSE_ROUTES)})")
     x = image if image.dim() == 4 else image[None]
     if x.shape[0] != 1:
         raise LensNetDeployError("the Lava backend runs one image at a time")
-    pixels = pixels_from_images(x)[0].numpy()
+    pixels = centred_pixels(x)[0].numpy()
     procs: dict = {}
     extra = 0
-    delayed = {n.name for n in graph.of_op("conv")} if synapses != "own" else set()
+    delayed = {n.name for n in graph.of(I.IntConv)} if synapses != "own" else set()
     kinds = {1: IntOp1, 2: IntOp2, 3: IntOp3}
     for n in graph:
-        if n.op == "input":
+        if isinstance(n.op, O.Input):
             procs[n.name] = IntSource(data=pixels, name="input")
         elif n.name in delayed:
             src = graph.nodes[n.inputs[0]]
-            proc = IntOp1(in_shapes=[n.shape], out_shape=n.shape, op="bias", params=_params(n.attrs), name=n.name)
+            proc = IntOp1(in_shapes=[n.shape], out_shape=n.shape, op=("bias", n.op.b_int), name=n.name)
             connect_synapse(synapses, n, src.shape, procs[src.name].out, proc.in0)
             procs[n.name] = proc
             extra += 1
-        elif n.op != "output":
-            op = "identity" if n.op == "add" else n.op
-            in_shapes = [n.shape] if n.op == "add" else [graph.nodes[i].shape for i in n.inputs]
-            proc = kinds[len(in_shapes)](in_shapes=in_shapes, out_shape=n.shape, op=op, params=_params(n.attrs),
-                                         name=n.name)
-            ports = [proc.in0] * len(n.inputs) if n.op == "add" else [getattr(proc, f"in{k}")
-                                                                      for k in range(len(n.inputs))]
+        elif not isinstance(n.op, I.IntOutput):
+            join = isinstance(n.op, O.Add)
+            in_shapes = [n.shape] if join else [graph.nodes[i].shape for i in n.inputs]
+            proc = kinds[len(in_shapes)](in_shapes=in_shapes, out_shape=n.shape, op=n.op, name=n.name)
+            ports = [proc.in0] * len(n.inputs) if join else [getattr(proc, f"in{k}") for k in range(len(n.inputs))]
             for src, port in zip(n.inputs, ports):
                 procs[src].out.connect(port)
             procs[n.name] = proc
@@ -108,7 +97,7 @@ def simulate_lava(graph: Graph, image: torch.Tensor, keep: bool = False, synapse
     anchor = procs["input"]
     try:
         anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        counts = {n.name: procs[n.name].value.get().astype(np.int64) for n in graph.of_op("spike")}
+        counts = {n.name: procs[n.name].value.get().astype(np.int64) for n in graph.of(I.IntSpike)}
         raw = tuple(procs[o.inputs[0]].value.get().astype(np.int64) for o in graph.outputs())
         values = {name: p.value.get().astype(np.int64) for name, p in procs.items() if name != "input"} if keep else {}
     finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InternalError
 from ..export.ir import Node
 
 SYNAPSE_ROUTES = ("own", "sparse", "conv")
@@ -47,14 +48,13 @@ def sparse_weights(n: Node, in_shape: tuple[int, int, int]):
     from lava.proc.conv.utils import conv_to_sparse
     from scipy.sparse import csr_matrix
 
-    a = n.attrs
-    kernel = lava_kernel(np.asarray(a["w_int"], dtype=np.int64))
+    op = n.op
+    kernel = lava_kernel(op.w_int)
     c, h, w = in_shape
     co, ho, wo = n.shape
-    sh, sw = a["stride"]
-    ph, pw = a["padding"]
-    dst, src, val = conv_to_sparse((w, h, c), (wo, ho, co), kernel, (sw, sh), (pw, ph), (1, 1),
-                                   int(a["groups"]))
+    sh, sw = op.stride
+    ph, pw = op.padding
+    dst, src, val = conv_to_sparse((w, h, c), (wo, ho, co), kernel, (sw, sh), (pw, ph), (1, 1), op.groups)
     rows, cols = _xyc_to_chw(np.asarray(dst), n.shape), _xyc_to_chw(np.asarray(src), in_shape)
     return csr_matrix((2 * np.asarray(val, dtype=np.int32), (rows, cols)), shape=(co * ho * wo, c * h * w))
 
@@ -64,7 +64,7 @@ def sparse_synapse(n: Node, in_shape: tuple[int, int, int]):
     from lava.proc.sparse.process import Sparse
     from lava.utils.weightutils import SignMode
 
-    return Sparse(weights=sparse_weights(n, in_shape), weight_exp=int(n.attrs["exp"]) - 1, num_weight_bits=8,
+    return Sparse(weights=sparse_weights(n, in_shape), weight_exp=n.op.exp - 1, num_weight_bits=8,
                   sign_mode=SignMode.MIXED, num_message_bits=MESSAGE_BITS, name=f"{n.name}/sparse")
 
 
@@ -72,13 +72,12 @@ def conv_synapse(n: Node, in_shape: tuple[int, int, int]):
     """``lava.proc.conv.Conv`` computing the node's ``Σ W·x << e`` (no bias), in X×Y×C layout."""
     from lava.proc.conv.process import Conv
 
-    a = n.attrs
+    op = n.op
     c, h, wd = in_shape
-    sh, sw = a["stride"]
-    ph, pw = a["padding"]
-    shifted = np.asarray(a["w_int"], dtype=np.int64) << int(a["exp"])
-    return Conv(weight=lava_kernel(shifted).astype(np.int32), input_shape=(wd, h, c), padding=(pw, ph), stride=(sw, sh),
-                groups=int(a["groups"]), num_message_bits=MESSAGE_BITS, name=f"{n.name}/conv")
+    sh, sw = op.stride
+    ph, pw = op.padding
+    return Conv(weight=lava_kernel(op.weight).astype(np.int32), input_shape=(wd, h, c), padding=(pw, ph),
+                stride=(sw, sh), groups=op.groups, num_message_bits=MESSAGE_BITS, name=f"{n.name}/conv")
 
 
 def connect_synapse(route: str, n: Node, in_shape: tuple[int, int, int], source_port, target_port):
@@ -92,5 +91,5 @@ def connect_synapse(route: str, n: Node, in_shape: tuple[int, int, int], source_
         source_port.transpose([2, 1, 0]).connect(syn.s_in)
         syn.a_out.transpose([2, 1, 0]).connect(target_port)
     else:
-        raise ValueError(f"unknown synapse route {route!r} (available: sparse, conv)")
+        raise InternalError(f"unknown synapse route {route!r} (available: sparse, conv)")
     return syn

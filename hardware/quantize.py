@@ -1,8 +1,9 @@
-"""Float IR → integer IR, following docs/integer_semantics.md (draft v0).
+"""Float IR → integer IR, following docs/integer_semantics.md (v0).
 
 Residual streams (sets of values joined by additions) share one power-of-two
-shift per channel; each is chosen as fine as the int8 weights allow, then
-lowered until a static worst-case bound of every membrane fits 24 bits.
+shift per channel; each is chosen as fine as the target's weights allow, then
+lowered until a static worst-case bound of every membrane fits the target's
+neuron state. The widths come from the target (``targets``).
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..datasets import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import LensNetDeployError
-from ..export.ir import Graph
+from ..errors import GraphError, LensNetDeployError
+from ..export import ops as O
+from ..export.ir import Graph, Node
+from ..normalization import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAGNITUDE, PIXEL_OFFSET
+from . import ops as I
+from .semantics import GATE_BITS, GATE_RANGE, GATE_SHIFT, GATE_TABLE_BITS, VERSION, WIDE_MAX
+from .targets import Target, load_target
 
-WEIGHT_MAX = 127
-STATE_BITS = 24
-STATE_MAX = 2 ** (STATE_BITS - 1) - 1
-WIDE_MAX = 2**62  # global average pooling sums run on an embedded core or the host, in 64-bit words
-GATE_BITS = 12
-GATE_SHIFT = 16
-PIXEL_MAX = 255
+MIN_SHIFT = -8  # a stream coarser than 2^8 per step means the model cannot be represented
 
 
 class QuantizationError(LensNetDeployError):
@@ -30,6 +29,9 @@ class QuantizationError(LensNetDeployError):
 
 @dataclass
 class QuantReport:
+    """Per membrane: the static bound against the state limit, the stream's shifts and, for
+    convolutions, the weights' SQNR and how many weights the int range clipped."""
+
     rows: list[dict] = field(default_factory=list)
 
     def worst(self) -> dict:
@@ -47,16 +49,12 @@ def _groups(g: Graph) -> dict[str, str]:
             a = parent[a]
         return a
 
-    for n in g.of_op("add"):
+    for n in g.of(O.Add):
         for i in n.inputs:
             parent[find(i)] = find(n.name)
-    for n in g:
-        if n.op in ("conv", "add", "gate"):
-            find(n.name)
+    for n in g.of(O.Conv, O.Add, O.Gate):
+        find(n.name)
     return {k: find(k) for k in parent}
-
-
-PIXEL_OFFSET = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)  # (124, 116, 103)
 
 
 def _fold_input_normalisation(g: Graph) -> None:
@@ -64,197 +62,230 @@ def _fold_input_normalisation(g: Graph) -> None:
     ``(p/255 − mean)/std`` into it (float64). Zero padding of centred pixels
     equals padding the normalised image with ``(round(255·mean) − 255·mean)/(255·std)``
     (≤ 0.006) instead of 0: the only inexact step of the input."""
-    (first,) = [n for n in g if n.op == "conv" and n.inputs == ["input"]]
+    first = [n for n in g.of(O.Conv) if n.inputs == ["input"]]
+    if len(first) != 1:
+        raise GraphError("an integer model needs exactly one convolution reading the input")
+    op: O.Conv = first[0].op  # type: ignore[assignment]
     mean = np.asarray(IMAGENET_MEAN, np.float64)
     std = np.asarray(IMAGENET_STD, np.float64)
     offset = np.asarray(PIXEL_OFFSET, np.float64)
-    w = first.attrs["weight"]
-    bias = first.attrs["bias"] if first.attrs["bias"] is not None else np.zeros(w.shape[0])
-    first.attrs["weight"] = w / (255.0 * std)[None, :, None, None]
-    first.attrs["bias"] = bias + (w * ((offset / 255.0 - mean) / std)[None, :, None, None]).sum(axis=(1, 2, 3))
-
-
-def _input_max(g: Graph, node_name: str) -> int:
-    src = g.nodes[node_name].inputs[0]
-    if src == "input":
-        return max(max(o, PIXEL_MAX - o) for o in PIXEL_OFFSET)
-    op = g.nodes[src].op
-    if op in ("spike", "maxpool", "upsample"):
-        return _count_max(g, src)
-    raise QuantizationError(f"convolution {node_name} reads a {op} value; only spikes or pixels are supported")
+    w = op.weight
+    bias = op.bias if op.bias is not None else np.zeros(w.shape[0])
+    op.weight = w / (255.0 * std)[None, :, None, None]
+    op.bias = bias + (w * ((offset / 255.0 - mean) / std)[None, :, None, None]).sum(axis=(1, 2, 3))
 
 
 def _count_max(g: Graph, name: str) -> int:
     n = g.nodes[name]
-    while n.op in ("maxpool", "upsample"):
+    while isinstance(n.op, O.MaxPool | O.Upsample):
         n = g.nodes[n.inputs[0]]
-    return int(n.attrs["D"])
+    return int(n.op.D)  # type: ignore[attr-defined]
 
 
-def quantize_ir(graph: Graph, per_channel: bool = True, strict: bool = False) -> tuple[Graph, QuantReport]:
-    """Integer version of a folded IR graph (see the module docstring) and its bound report.
+def _input_max(g: Graph, node_name: str) -> int:
+    src = g.nodes[node_name].inputs[0]
+    if isinstance(g.nodes[src].op, O.Input):
+        return PIXEL_MAGNITUDE
+    if isinstance(g.nodes[src].op, O.Spike | O.MaxPool | O.Upsample):
+        return _count_max(g, src)
+    raise QuantizationError(f"convolution {node_name} reads a {g.nodes[src].kind} value; only spikes or pixels "
+                            f"are supported")
+
+
+class _Quantizer:
+    def __init__(self, graph: Graph, target: Target, per_channel: bool) -> None:
+        self.g = graph.copy()
+        _fold_input_normalisation(self.g)
+        self.t = target
+        self.per_channel = per_channel
+        self.groups = _groups(self.g)
+        self.ideal = {n.name: self._ideal_shift(n.op.weight) for n in self.g.of(O.Conv)}  # type: ignore
+        self.shift: dict[str, np.ndarray] = {}  # per stream root
+
+    def _ideal_shift(self, weight: np.ndarray) -> np.ndarray:
+        """Per output channel, the largest t with max|W·2^t| ≤ the weight maximum (0 for a zero channel)."""
+        wmax = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
+        t = np.zeros(weight.shape[0], dtype=np.int64)
+        ok = wmax > 0
+        t[ok] = np.floor(np.log2(self.t.weight_max / wmax[ok])).astype(np.int64)
+        return t
+
+    def exponent(self, name: str, shift: np.ndarray) -> int:
+        """Per-layer weight exponent e ≥ 0: the weights sit at shift − e ≤ their ideal shift."""
+        return int(max(0, int(np.max(shift - self.ideal[name]))))
+
+    def weights(self, name: str, shift: np.ndarray) -> np.ndarray:
+        op: O.Conv = self.g.nodes[name].op  # type: ignore[assignment]
+        at = shift - self.exponent(name, shift)
+        w = np.rint(op.weight * np.exp2(at)[:, None, None, None]).astype(np.int64)
+        return np.clip(w, -self.t.weight_max, self.t.weight_max)
+
+    def bias(self, name: str, shift: np.ndarray) -> np.ndarray:
+        op: O.Conv = self.g.nodes[name].op  # type: ignore[assignment]
+        bias = op.bias if op.bias is not None else np.zeros(op.weight.shape[0])
+        return np.rint(bias * np.exp2(shift)).astype(np.int64)
+
+    def gate_mult(self, op: O.Gate, shift: np.ndarray) -> np.ndarray:
+        return np.rint(op.scale * np.exp2(shift + GATE_SHIFT - GATE_BITS)).astype(np.int64)
+
+    def member_bounds(self, names: list[str], s: np.ndarray) -> dict[str, np.ndarray]:
+        bounds: dict[str, np.ndarray] = {}
+        for name in names:
+            n = self.g.nodes[name]
+            if isinstance(n.op, O.Conv):
+                e = self.exponent(name, s)
+                w = self.weights(name, s)
+                bounds[name] = (np.abs(w).reshape(n.shape[0], -1).sum(axis=1) * _input_max(self.g, name) * 2**e
+                                + np.abs(self.bias(name, s)))
+            elif isinstance(n.op, O.Add):
+                bounds[name] = sum(bounds[i] for i in n.inputs)
+            elif isinstance(n.op, O.Gate):
+                top = (2**GATE_BITS) * _count_max(self.g, n.inputs[1]) * np.abs(self.gate_mult(n.op, s))
+                bounds[name] = np.floor((top + 2 ** (GATE_SHIFT - 1)) / 2**GATE_SHIFT)
+        return bounds
+
+    def choose_shifts(self, strict: bool) -> QuantReport:
+        """1) per channel, the finest shift any member convolution's weights allow (members with larger
+        weights reach it through their own exponent); 2) lower shifts until every bound fits the state."""
+        members: dict[str, list[str]] = {}
+        order = [n.name for n in self.g]
+        for name, root in self.groups.items():
+            members.setdefault(root, []).append(name)
+        report = QuantReport()
+        limit = self.t.state_max
+        for root, names in members.items():
+            names = [m for m in order if m in set(names)]
+            convs = [m for m in names if isinstance(self.g.nodes[m].op, O.Conv)]
+            s = np.max(np.stack([self.ideal[c] for c in convs]), axis=0) if convs else np.zeros(
+                self.g.nodes[root].shape[0], dtype=np.int64)
+            if not self.per_channel:
+                s = np.full_like(s, s.min())
+            for _ in range(40):
+                bounds = self.member_bounds(names, s)
+                over = np.max(np.stack(list(bounds.values())), axis=0) > limit
+                if not over.any():
+                    break
+                if strict:
+                    layer = max(bounds, key=lambda m: bounds[m].max())
+                    raise QuantizationError(f"{layer}: worst case {int(bounds[layer].max()):,} exceeds "
+                                            f"{self.t.state_bits}-bit state at the precision its weights allow "
+                                            f"(strict)")
+                s = s - (over.astype(np.int64) if self.per_channel else 1)
+                if (s < MIN_SHIFT).any():
+                    raise QuantizationError(f"stream {root}: no shift keeps it within {self.t.state_bits} bits")
+            self.shift[root] = s
+            for m in names:
+                report.rows.append({"layer": m, "op": self.g.nodes[m].kind, "bound": int(bounds[m].max()),
+                                    "limit": limit, "bits": self.t.state_bits, "min_shift": int(s.min()),
+                                    "max_shift": int(s.max())})
+        return report
+
+    def node_shift(self, name: str) -> np.ndarray:
+        return self.shift[self.groups[name]]
+
+    def unit(self, name: str) -> np.ndarray:
+        """Real value of one integer step of ``name``'s output, per channel."""
+        n = self.g.nodes[name]
+        if isinstance(n.op, O.Conv | O.Add | O.Gate):
+            return np.exp2(-self.node_shift(name).astype(np.float64))
+        if isinstance(n.op, O.AvgPool):
+            src = self.g.nodes[n.inputs[0]]
+            return np.exp2(-self.node_shift(src.name).astype(np.float64)) / (src.shape[1] * src.shape[2])
+        if isinstance(n.op, O.Attention):
+            return np.full(n.shape[0], float(n.op.scale))
+        raise QuantizationError(f"a spike reads a {n.kind} value ({name}); no integer threshold rule for it")
+
+    def thresholds(self, src: str, D: int) -> np.ndarray:
+        """θ[c, k] = floor((k − 0.5) / unit_c): ``m > θ`` ⟺ ``m·unit > k − 0.5`` (ties round down)."""
+        unit = self.unit(src)
+        ks = np.arange(1, D + 1, dtype=np.float64) - 0.5
+        theta = np.floor(ks[None, :] / unit[:, None])
+        if np.abs(theta).max() > WIDE_MAX:
+            raise QuantizationError(f"threshold of the spike after {src} does not fit 64 bits")
+        return theta.astype(np.int64)
+
+    def sigmoid_table(self, n: Node) -> I.SigmoidTable:
+        """``g = LUT_c[clamp(z >> t_c, lo_c, hi_c) − lo_c]``: a 12-bit sigmoid sampled every
+        2^−8 (bin centres) over |z| ≤ 16, where it saturates; ``t_c = max(0, s_c − 8)``."""
+        s = self.node_shift(n.inputs[0]).astype(np.int64)
+        t = np.maximum(0, s - GATE_TABLE_BITS)
+        step = np.exp2((t - s).astype(np.float64))  # real value of one table index
+        hi = np.ceil(GATE_RANGE / step).astype(np.int64)
+        lo = -hi
+        span = int((hi - lo).max()) + 1
+        tables = np.zeros((n.shape[0], span), dtype=np.int64)
+        for c in range(n.shape[0]):
+            j = np.arange(lo[c], hi[c] + 1, dtype=np.float64)
+            centre = (j + (0.5 if t[c] > 0 else 0.0)) * step[c]
+            tables[c, : len(j)] = np.floor(1.0 / (1.0 + np.exp(-centre)) * 2**GATE_BITS + 0.5).astype(np.int64)
+        return I.SigmoidTable(z_shift=t, z_lo=lo, z_hi=hi, lut=tables)
+
+    def integer_op(self, n: Node, report_rows: dict[str, dict]) -> O.Op:
+        op = n.op
+        if isinstance(op, O.Conv):
+            s = self.node_shift(n.name)
+            w_int = self.weights(n.name, s)
+            exp = self.exponent(n.name, s)
+            exact = op.weight * np.exp2((s - exp).astype(np.float64))[:, None, None, None]
+            report_rows[n.name].update(weight_bits=self.t.weight_bits, sqnr_db=_sqnr(op.weight, w_int / np.exp2(
+                (s - exp).astype(np.float64))[:, None, None, None]),
+                clipped=int((np.abs(np.rint(exact)) > self.t.weight_max).sum()))
+            return I.IntConv(w_int=w_int, b_int=self.bias(n.name, s), exp=exp, shift=s, stride=op.stride,
+                             padding=op.padding, groups=op.groups)
+        if isinstance(op, O.Spike):
+            return I.IntSpike(D=op.D, theta=self.thresholds(n.inputs[0], op.D), sources=op.sources)
+        if isinstance(op, O.AvgPool):
+            src = self.g.nodes[n.inputs[0]]
+            bound = src.shape[1] * src.shape[2] * report_rows[src.name]["bound"]
+            if bound > WIDE_MAX:
+                raise QuantizationError(f"{n.name}: the pooled sum (≤ {bound}) exceeds 64 bits")
+            return I.SumPool()
+        if isinstance(op, O.Attention):
+            return I.IntAttention(heads=op.heads, unit=float(op.scale))
+        if isinstance(op, O.Sigmoid):
+            return self.sigmoid_table(n)
+        if isinstance(op, O.Gate):
+            return I.IntGate(mult=self.gate_mult(op, self.node_shift(n.name)), r=GATE_SHIFT)
+        if isinstance(op, O.Bilinear):
+            return I.IntBilinear(factor=op.factor)
+        if isinstance(op, O.Output):
+            up = self.g.nodes[n.inputs[0]]
+            f = up.op.factor  # type: ignore[attr-defined]
+            s = self.node_shift(up.inputs[0]).astype(np.float64)
+            return I.IntOutput(real_scale=np.exp2(-s) / (2 * f) ** 2)
+        if isinstance(op, O.Input | O.Add | O.MaxPool | O.Upsample):
+            return op.replace()
+        raise GraphError(f"{n.kind} node {n.name} has no integer form (fold it first)")
+
+
+def _sqnr(weight: np.ndarray, approx: np.ndarray) -> float | None:
+    noise = float(((weight - approx) ** 2).sum())
+    signal = float((weight**2).sum())
+    return None if noise == 0 or signal == 0 else 10 * np.log10(signal / noise)
+
+
+def quantize_ir(graph: Graph, target: str | Target = "loihi2", per_channel: bool = True,
+                strict: bool = False) -> tuple[Graph, QuantReport]:
+    """Integer version of a folded float IR graph (see the module docstring) and its bound report.
 
     ``per_channel=False`` gives every stream one shift (the coarsest channel's),
     for targets without per-channel thresholds. ``strict`` fails, naming the
-    layer, when the 24-bit bound forces a stream coarser than its weights allow.
+    layer, when the state bound forces a stream coarser than its weights allow.
     """
-    g = graph.copy()
-    _fold_input_normalisation(g)
-    groups = _groups(g)
-    members: dict[str, list[str]] = {}
-    for name, root in groups.items():
-        members.setdefault(root, []).append(name)
-    channels = {root: g.nodes[root].shape[0] for root in members}
-    # 1) per channel, the finest shift any member conv's int8 weights allow; members with
-    #    larger weights reach it through their own per-layer exponent (a left shift)
-    for n in g.of_op("conv"):
-        n.attrs["ideal_shift"] = _ideal_shift(n.attrs["weight"])
-    shift: dict[str, np.ndarray] = {}
-    for root, names in members.items():
-        convs = [g.nodes[m] for m in names if g.nodes[m].op == "conv"]
-        shift[root] = np.max(np.stack([c.attrs["ideal_shift"] for c in convs]), axis=0) if convs else np.zeros(
-            channels[root], dtype=np.int64)
-        if not per_channel:
-            shift[root] = np.full_like(shift[root], shift[root].min())
-    # 2) lower shifts until every member's worst case fits 24 bits
-    report = QuantReport()
-    order = [n.name for n in g]
-    for root, names in members.items():
-        for _ in range(40):
-            bounds = _member_bounds(g, [m for m in order if m in set(names)], shift[root])
-            worst = np.max(np.stack(list(bounds.values())), axis=0)
-            over = worst > STATE_MAX
-            if not over.any():
-                break
-            if strict:
-                layer = max(bounds, key=lambda m: bounds[m].max())
-                raise QuantizationError(f"{layer}: worst case {int(bounds[layer].max()):,} exceeds {STATE_BITS}-bit "
-                                        f"state at the precision its weights allow (strict)")
-            shift[root] = shift[root] - (over.astype(np.int64) if per_channel else 1)
-            if (shift[root] < -8).any():
-                raise QuantizationError(f"stream {root}: no shift keeps it within {STATE_BITS} bits")
-        for m in names:
-            report.rows.append({"layer": m, "op": g.nodes[m].op, "bound": int(bounds[m].max()), "limit": STATE_MAX,
-                                "min_shift": int(shift[root].min()), "max_shift": int(shift[root].max())})
-    # 3) integer parameters
-    for n in g:
-        if n.op in ("conv", "add", "gate"):
-            n.attrs["shift"] = shift[groups[n.name]]
-        if n.op == "conv":
-            s = n.attrs["shift"]
-            n.attrs["exp"] = _exponent(n.attrs["ideal_shift"], s)
-            n.attrs["w_int"] = _weights(n.attrs["weight"], s - n.attrs["exp"])
-            bias = n.attrs["bias"] if n.attrs["bias"] is not None else np.zeros(n.shape[0])
-            n.attrs["b_int"] = np.rint(bias * np.exp2(s)).astype(np.int64)
-        elif n.op == "gate":
-            mult = n.attrs["scale"] * np.exp2(n.attrs["shift"] + GATE_SHIFT - GATE_BITS)
-            n.attrs["mult"] = np.rint(mult).astype(np.int64)
-            n.attrs["r"] = GATE_SHIFT
-    for n in g:
-        if n.op == "spike":
-            n.attrs["theta"] = _thresholds(g, n.inputs[0], n.attrs["D"], n.shape[0])
-        elif n.op == "sigmoid":
-            _sigmoid_table(g, n)
-        elif n.op == "avgpool":
-            src = g.nodes[n.inputs[0]]
-            hw = src.shape[1] * src.shape[2]
-            bound = hw * _stream_bound(g, src.name, report)
-            if bound > WIDE_MAX:
-                raise QuantizationError(f"{n.name}: the pooled sum (≤ {bound}) exceeds 64 bits")
-            n.attrs["shift"] = src.attrs["shift"]
-            n.attrs["hw"] = hw
-        elif n.op == "output":
-            src = g.nodes[n.inputs[0]]
-            conv = g.nodes[src.inputs[0]]
-            f = src.attrs["factor"]
-            n.attrs["real_scale"] = np.exp2(-conv.attrs["shift"].astype(np.float64)) / (2 * f) ** 2
-    g.meta["quantized"] = {"semantics": "docs/integer_semantics.md v0", "weight_bits": 8, "state_bits": STATE_BITS}
-    return g, report
-
-
-def _stream_bound(g: Graph, name: str, report: QuantReport) -> int:
-    for row in report.rows:
-        if row["layer"] == name:
-            return row["bound"]
-    raise KeyError(name)
-
-
-def _member_bounds(g: Graph, names: list[str], s: np.ndarray) -> dict[str, np.ndarray]:
-    bounds: dict[str, np.ndarray] = {}
-    for name in names:
-        n = g.nodes[name]
-        if n.op == "conv":
-            e = _exponent(n.attrs["ideal_shift"], s)
-            w = _weights(n.attrs["weight"], s - e)
-            bias = n.attrs["bias"] if n.attrs["bias"] is not None else np.zeros(n.shape[0])
-            bounds[name] = np.abs(w).reshape(n.shape[0], -1).sum(axis=1) * _input_max(g, name) * 2**e + np.abs(
-                np.rint(bias * np.exp2(s)))
-        elif n.op == "add":
-            bounds[name] = sum(bounds[i] for i in n.inputs)
-        elif n.op == "gate":
-            mult = np.rint(n.attrs["scale"] * np.exp2(s + GATE_SHIFT - GATE_BITS))
-            top = (2**GATE_BITS) * _count_max(g, n.inputs[1]) * np.abs(mult)
-            bounds[name] = np.floor((top + 2 ** (GATE_SHIFT - 1)) / 2**GATE_SHIFT)
-    return bounds
-
-
-def _ideal_shift(weight: np.ndarray) -> np.ndarray:
-    """Per output channel, the largest t with max|W·2^t| ≤ 127 (0 for an all-zero channel)."""
-    wmax = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
-    t = np.zeros(weight.shape[0], dtype=np.int64)
-    ok = wmax > 0
-    t[ok] = np.floor(np.log2(WEIGHT_MAX / wmax[ok])).astype(np.int64)
-    return t
-
-
-def _exponent(ideal: np.ndarray, shift: np.ndarray) -> int:
-    """Per-layer weight exponent e ≥ 0: the weights sit at shift − e ≤ their ideal shift."""
-    return int(max(0, int(np.max(shift - ideal))))
-
-
-def _weights(weight: np.ndarray, at: np.ndarray) -> np.ndarray:
-    w = np.rint(weight * np.exp2(at)[:, None, None, None]).astype(np.int64)
-    return np.clip(w, -WEIGHT_MAX, WEIGHT_MAX)
-
-
-def _unit(g: Graph, name: str) -> np.ndarray:
-    """Real value of one integer step of ``name``'s output, per channel."""
-    n = g.nodes[name]
-    if n.op in ("conv", "add", "gate"):
-        return np.exp2(-n.attrs["shift"].astype(np.float64))
-    if n.op == "avgpool":
-        return np.exp2(-n.attrs["shift"].astype(np.float64)) / n.attrs["hw"]
-    if n.op == "attention":
-        return np.full(n.shape[0], float(n.attrs["scale"]))
-    raise QuantizationError(f"a spike reads a {n.op} value ({name}); no integer threshold rule for it")
-
-
-def _thresholds(g: Graph, src: str, D: int, channels: int) -> np.ndarray:
-    """θ[c, k] = floor((k − 0.5) / unit_c): ``m > θ`` ⟺ ``m·unit > k − 0.5`` (ties round down)."""
-    unit = _unit(g, src)
-    ks = np.arange(1, D + 1, dtype=np.float64) - 0.5
-    theta = np.floor(ks[None, :] / unit[:, None])
-    if np.abs(theta).max() > 2**62:
-        raise QuantizationError(f"threshold of the spike after {src} does not fit 64 bits")
-    return theta.astype(np.int64)
-
-
-GATE_TABLE_BITS = 8  # table resolution: 2^-8 in real units of z
-
-
-def _sigmoid_table(g: Graph, n) -> None:
-    """``g = LUT_c[clamp(z >> t_c, lo_c, hi_c) − lo_c]``: a 12-bit sigmoid sampled every
-    2^−8 (bin centres) over |z| ≤ 16, where it saturates; ``t_c = max(0, s_c − 8)``."""
-    src = g.nodes[n.inputs[0]]
-    s = src.attrs["shift"].astype(np.int64)
-    t = np.maximum(0, s - GATE_TABLE_BITS)
-    step = np.exp2((t - s).astype(np.float64))  # real value of one table index
-    hi = np.ceil(16.0 / step).astype(np.int64)
-    lo = -hi
-    span = int((hi - lo).max()) + 1
-    tables = np.zeros((n.shape[0], span), dtype=np.int64)
-    for c in range(n.shape[0]):
-        j = np.arange(lo[c], hi[c] + 1, dtype=np.float64)
-        centre = (j + (0.5 if t[c] > 0 else 0.0)) * step[c]
-        tables[c, : len(j)] = np.floor(1.0 / (1.0 + np.exp(-centre)) * 2**GATE_BITS + 0.5).astype(np.int64)
-    n.attrs.update(z_shift=t, z_lo=lo, z_hi=hi, lut=tables)
+    if graph.integer is not None:
+        raise LensNetDeployError("graph is already quantized")
+    for n in graph.of(O.Conv):
+        for key in ("weight", "bias"):
+            value = getattr(n.op, key)
+            if value is not None and not np.isfinite(value).all():
+                raise LensNetDeployError(f"layer {n.name}: {key}s are not finite (NaN or Inf)")
+    tgt = load_target(target)
+    q = _Quantizer(graph, tgt, per_channel)
+    report = q.choose_shifts(strict)
+    rows = {r["layer"]: r for r in report.rows}
+    out = Graph(meta={k: v for k, v in graph.meta.items() if k != "integer"})
+    for n in q.g:
+        out.add(n.name, q.integer_op(n, rows), n.inputs, n.shape)
+    out.meta["integer"] = {"semantics": VERSION, "weight_bits": tgt.weight_bits, "state_bits": tgt.state_bits,
+                           "target": tgt.name}
+    return out, report

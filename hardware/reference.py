@@ -1,65 +1,65 @@
-"""The int64 reference of docs/integer_semantics.md: slow, plain numpy, one rule per op.
+"""The int64 reference of docs/integer_semantics.md: plain numpy, one rule per operation.
 
-It shares no code with the fast simulator (``int_sim``): every operation is
-written out from the document with int64 numpy arithmetic (convolutions as
-explicit sums over kernel taps), so that the two can be compared bit for bit.
+The independent oracle: it shares no kernel with the fast simulator or the
+Lava network. Every operation is written out from the document with int64
+numpy arithmetic (convolutions as sums over kernel taps), so that the
+backends can be compared with it bit for bit (tests, ``first_difference``,
+``simulate(backend="reference")``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import torch
 
-from ..datasets import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import GraphError
+from ..export import ops as O
 from ..export.ir import Graph
+from . import ops as I
+from .result import SimResult
+from .semantics import centred_pixels
 
 
-def centred_pixels(images: np.ndarray) -> np.ndarray:
-    """Normalised float images (B×3×H×W) → ``p − round(255·mean)`` as int64."""
-    mean = np.asarray(IMAGENET_MEAN, np.float64).reshape(1, 3, 1, 1)
-    std = np.asarray(IMAGENET_STD, np.float64).reshape(1, 3, 1, 1)
-    p = np.clip(np.rint((images.astype(np.float64) * std + mean) * 255), 0, 255).astype(np.int64)
-    offset = np.rint(255 * mean).astype(np.int64)
-    return p - offset
-
-
-def conv(x: np.ndarray, w: np.ndarray, exp: int, bias: np.ndarray, stride, padding, groups: int) -> np.ndarray:
-    """``acc[c] = (Σ_taps W[c]·x) << exp + b[c]``, taps summed one by one in int64."""
+def conv(x: np.ndarray, op: I.IntConv) -> np.ndarray:
+    """``acc[c] = (Σ_taps W[c]·x) << exp + b[c]``, one int64 product per kernel tap."""
     b, c_in, h, wd = x.shape
+    w = op.w_int
     c_out, per_in, kh, kw = w.shape
-    sh, sw = stride
-    ph, pw = padding
+    sh, sw = op.stride
+    ph, pw = op.padding
     xp = np.zeros((b, c_in, h + 2 * ph, wd + 2 * pw), dtype=np.int64)
     xp[:, :, ph:ph + h, pw:pw + wd] = x
     oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
     out = np.zeros((b, c_out, oh, ow), dtype=np.int64)
-    per_out = c_out // groups
-    for co in range(c_out):
-        g = co // per_out
-        for ci in range(per_in):
-            src = xp[:, g * per_in + ci]
-            for dy in range(kh):
-                for dx in range(kw):
-                    tap = src[:, dy:dy + sh * (oh - 1) + 1:sh, dx:dx + sw * (ow - 1) + 1:sw]
-                    out[:, co] += int(w[co, ci, dy, dx]) * tap
-    return (out << exp) + bias.reshape(1, -1, 1, 1)
+    per_out = c_out // op.groups
+    for g in range(op.groups):
+        src = xp[:, g * per_in:(g + 1) * per_in]
+        rows = slice(g * per_out, (g + 1) * per_out)
+        for dy in range(kh):
+            for dx in range(kw):
+                tap = src[:, :, dy:dy + sh * (oh - 1) + 1:sh, dx:dx + sw * (ow - 1) + 1:sw]
+                out[:, rows] += np.einsum("bihw,oi->bohw", tap, w[rows, :, dy, dx])
+    return (out << op.exp) + op.b_int.reshape(1, -1, 1, 1)
 
 
-def spike(m: np.ndarray, theta: np.ndarray) -> np.ndarray:
+def spike(m: np.ndarray, op: I.IntSpike) -> np.ndarray:
     """``count = #{k : m > θ[c, k]}``."""
     count = np.zeros_like(m)
-    for k in range(theta.shape[1]):
-        count += (m > theta[:, k].reshape(1, -1, 1, 1)).astype(np.int64)
+    for k in range(op.theta.shape[1]):
+        count += (m > op.theta[:, k].reshape(1, -1, 1, 1)).astype(np.int64)
     return count
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int) -> np.ndarray:
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, op: I.IntAttention) -> np.ndarray:
     """Per head: ``KV = kᵀ v`` over tokens, then ``Y = q · KV``, int64."""
     b, cq, h, w = q.shape
     cv = v.shape[1]
-    dq, dv = cq // heads, cv // heads
+    dq, dv = cq // op.heads, cv // op.heads
     out = np.zeros((b, cv, h, w), dtype=np.int64)
     for i in range(b):
-        for hd in range(heads):
+        for hd in range(op.heads):
             qh = q[i, hd * dq:(hd + 1) * dq].reshape(dq, -1)  # dq × N
             kh = k[i, hd * dq:(hd + 1) * dq].reshape(dq, -1)
             vh = v[i, hd * dv:(hd + 1) * dv].reshape(dv, -1)
@@ -68,22 +68,24 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int) -> np.nda
     return out
 
 
-def sigmoid_gate_value(z: np.ndarray, z_shift, z_lo, z_hi, lut) -> np.ndarray:
+def sigmoid_table(z: np.ndarray, op: I.SigmoidTable) -> np.ndarray:
     b, c = z.shape[:2]
     g = np.zeros((b, c, 1, 1), dtype=np.int64)
     for i in range(b):
         for ch in range(c):
-            idx = min(max(int(z[i, ch, 0, 0]) >> int(z_shift[ch]), int(z_lo[ch])), int(z_hi[ch])) - int(z_lo[ch])
-            g[i, ch, 0, 0] = lut[ch, idx]
+            idx = min(max(int(z[i, ch, 0, 0]) >> int(op.z_shift[ch]), int(op.z_lo[ch])), int(op.z_hi[ch]))
+            g[i, ch, 0, 0] = op.lut[ch, idx - int(op.z_lo[ch])]
     return g
 
 
-def gate(g: np.ndarray, x: np.ndarray, mult: np.ndarray, r: int) -> np.ndarray:
-    return (g * x * mult.reshape(1, -1, 1, 1) + (1 << (r - 1))) >> r
+def gate(g: np.ndarray, x: np.ndarray, op: I.IntGate) -> np.ndarray:
+    return (g * x * op.mult.reshape(1, -1, 1, 1) + (1 << (op.r - 1))) >> op.r
 
 
-def bilinear(p: np.ndarray, f: int) -> np.ndarray:
+def bilinear(p: np.ndarray, op: I.IntBilinear) -> np.ndarray:
     """``(2f)²`` × bilinear ×f (align_corners False), integer taps, border clamped."""
+    f = op.factor
+
     def taps(size: int) -> list[tuple[int, int, int, int]]:
         rows = []
         for o in range(size * f):
@@ -105,47 +107,56 @@ def bilinear(p: np.ndarray, f: int) -> np.ndarray:
     return out
 
 
-def run_reference(graph: Graph, images: np.ndarray,
+def _add(op: O.Add, *xs: np.ndarray) -> np.ndarray:
+    return sum(xs[1:], xs[0].copy())
+
+
+RULES: dict[type[O.Op], Callable[..., np.ndarray]] = {
+    I.IntConv: lambda op, x: conv(x, op),
+    I.IntSpike: lambda op, m: spike(m, op),
+    O.Add: _add,
+    I.SumPool: lambda op, x: x.sum(axis=(2, 3), keepdims=True),
+    O.MaxPool: lambda op, x: x.max(axis=(2, 3), keepdims=True),
+    O.Upsample: lambda op, x: np.repeat(np.repeat(x, op.factor, axis=2), op.factor, axis=3),
+    I.IntAttention: lambda op, q, k, v: attention(q, k, v, op),
+    I.SigmoidTable: lambda op, z: sigmoid_table(z, op),
+    I.IntGate: lambda op, g, x: gate(g, x, op),
+    I.IntBilinear: lambda op, x: bilinear(x, op),
+    I.IntOutput: lambda op, x: x,
+}
+
+
+def run_reference(graph: Graph, images: torch.Tensor | np.ndarray,
                   keep: dict[str, np.ndarray] | None = None) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """Raw integer outputs (model order) and spike counts of a quantized IR graph;
-    pass a dict as ``keep`` to receive every node's value."""
+    """Raw integer outputs (model order) and spike counts of an integer IR graph; pass a dict as
+    ``keep`` to receive every node's value."""
     values: dict[str, np.ndarray] = {}
     counts: dict[str, np.ndarray] = {}
+    x = torch.as_tensor(images)
     for n in graph:
-        a = n.attrs
-        x = [values[i] for i in n.inputs]
-        if n.op == "input":
-            v = centred_pixels(images)
-        elif n.op == "conv":
-            v = conv(x[0], np.asarray(a["w_int"]), int(a["exp"]), np.asarray(a["b_int"]), a["stride"], a["padding"],
-                     int(a["groups"]))
-        elif n.op == "spike":
-            v = counts[n.name] = spike(x[0], np.asarray(a["theta"]))
-        elif n.op == "add":
-            v = sum(x[1:], x[0].copy())
-        elif n.op == "avgpool":
-            v = x[0].sum(axis=(2, 3), keepdims=True)
-        elif n.op == "maxpool":
-            v = x[0].max(axis=(2, 3), keepdims=True)
-        elif n.op == "upsample":
-            f = int(a["factor"])
-            v = np.repeat(np.repeat(x[0], f, axis=2), f, axis=3)
-        elif n.op == "attention":
-            v = attention(x[0], x[1], x[2], int(a["heads"]))
-        elif n.op == "sigmoid":
-            v = sigmoid_gate_value(x[0], a["z_shift"], a["z_lo"], a["z_hi"], np.asarray(a["lut"]))
-        elif n.op == "gate":
-            v = gate(x[0], x[1], np.asarray(a["mult"]), int(a["r"]))
-        elif n.op == "bilinear":
-            v = bilinear(x[0], int(a["factor"]))
-        elif n.op == "output":
-            v = x[0]
-        else:
-            raise ValueError(f"no reference rule for op {n.op} ({n.name})")
-        values[n.name] = v
+        if isinstance(n.op, O.Input):
+            values[n.name] = centred_pixels(x).numpy()
+            continue
+        rule = RULES.get(type(n.op))
+        if rule is None:
+            raise GraphError(f"no reference rule for {n.kind} node {n.name} (not an integer graph?)")
+        v = values[n.name] = rule(n.op, *[values[i] for i in n.inputs])
+        if isinstance(n.op, I.IntSpike):
+            counts[n.name] = v
     if keep is not None:
         keep.update(values)
     return [values[o.name] for o in graph.outputs()], counts
+
+
+def simulate_reference(graph: Graph, images: torch.Tensor, keep: bool = False) -> SimResult:
+    """``run_reference`` as a :class:`SimResult` (the ``reference`` backend)."""
+    kept: dict[str, np.ndarray] = {}
+    raw, counts = run_reference(graph, images, kept if keep else None)
+    scales = [torch.as_tensor(o.op.real_scale).view(1, -1, 1, 1) for o in graph.outputs()]  # type: ignore
+    raw_t = tuple(torch.from_numpy(r) for r in raw)
+    return SimResult(tuple(r.double() * s for r, s in zip(raw_t, scales)), raw_t,
+                     {k: torch.from_numpy(v.astype(np.uint8)) for k, v in counts.items()},
+                     values={k: torch.from_numpy(v) for k, v in kept.items()})
 
 
 def first_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray], order: list[str]) -> tuple[str, int] | None:

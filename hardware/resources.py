@@ -12,32 +12,23 @@ packing (total neurons and synapses over per-chip capacity).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import LensNetDeployError, ResourceError
+from ..export import ops as O
 from ..export.ir import Graph, Node
+from . import ops as I
+from .energy import attention_ops
+from .targets import Target, board_capacity, load_boards
 
-TARGET_DIR = Path(__file__).resolve().parent / "targets"
-EMBEDDED_OPS = {"avgpool": "embedded", "maxpool": "embedded", "attention": "embedded", "sigmoid": "embedded",
-                "gate": "embedded", "upsample": "neuro-core fan-out", "bilinear": "host", "output": "host"}
-
-
-def load_target(name: str) -> dict[str, Any]:
-    path = TARGET_DIR / f"{name}.json"
-    if not path.exists():
-        known = sorted(p.stem for p in TARGET_DIR.glob("*.json") if p.stem != "boards")
-        raise LensNetDeployError(f"unknown target {name!r} (known: {', '.join(known)})")
-    return json.loads(path.read_text())
-
-
-def load_boards() -> dict[str, dict[str, Any]]:
-    return json.loads((TARGET_DIR / "boards.json").read_text())
+# what a neuro-core cannot compute, and where it runs instead
+OFF_CORE: dict[type[O.Op], str] = {I.SumPool: "embedded", O.MaxPool: "embedded", I.IntAttention: "embedded",
+                                   I.SigmoidTable: "embedded", I.IntGate: "embedded",
+                                   O.Upsample: "neuro-core fan-out", I.IntBilinear: "host"}
 
 
 @dataclass
@@ -79,23 +70,26 @@ class Resources:
 
 def _conv_synapses(n: Node) -> tuple[int, int, int]:
     """(synapses without sharing, unique weights, fan-in) of a convolution."""
-    w = np.asarray(n.attrs.get("w_int", n.attrs.get("weight")))
+    w = n.op.w_int  # type: ignore[attr-defined]
     fan_in = int(np.prod(w.shape[1:]))
     out = int(np.prod(n.shape))
     return out * fan_in, int(w.size), fan_in
 
 
-def layer_resources(graph: Graph, target: dict[str, Any], share_weights: bool = False) -> Resources:
+def layer_resources(graph: Graph, target: Target, share_weights: bool = False) -> Resources:
     """Per-layer neurons, synapses and cores of ``graph`` on ``target``."""
-    per_core_syn = target["synapses_per_chip"] / target["neuro_cores_per_chip"]
+    per_core_syn = target.synapses_per_core
     res = Resources()
+    neuron_layers = (I.IntSpike, O.Add)
     for n in graph:
-        if n.op in ("spike", "add") or (n.op == "conv" and all(c.op not in ("spike", "add")
-                                                                for c in graph.consumers(n.name))):
-            layer = LayerResources(n.name, "spike" if n.op == "spike" else "relay", neurons=int(np.prod(n.shape)))
-            sources = [n] if n.op == "conv" else [graph.nodes[i] for i in n.inputs]
+        conv = isinstance(n.op, I.IntConv)
+        if isinstance(n.op, neuron_layers) or (conv and all(not isinstance(c.op, neuron_layers)
+                                                            for c in graph.consumers(n.name))):
+            kind = "spike" if isinstance(n.op, I.IntSpike) else "relay"
+            layer = LayerResources(n.name, kind, neurons=int(np.prod(n.shape)))
+            sources = [n] if conv else [graph.nodes[i] for i in n.inputs]
             for src in sources:
-                if src.op == "conv":
+                if isinstance(src.op, I.IntConv):
                     syn, shared, fan_in = _conv_synapses(src)
                 else:  # 1:1 from a relay, a spike layer or an embedded core
                     syn, shared, fan_in = layer.neurons, 1, 1
@@ -103,21 +97,20 @@ def layer_resources(graph: Graph, target: dict[str, Any], share_weights: bool = 
                 layer.shared_weights += shared
                 layer.fan_in += fan_in
             stored = layer.shared_weights if share_weights else layer.synapses
-            layer.cores = max(math.ceil(layer.neurons / target["neurons_per_core"]),
+            layer.cores = max(math.ceil(layer.neurons / target.neurons_per_core),
                               math.ceil(stored / per_core_syn), 1)
             res.layers.append(layer)
-        elif n.op in EMBEDDED_OPS and n.op != "output":
-            numel = int(np.prod(graph.nodes[n.inputs[0]].shape)) if n.inputs else 0
-            res.layers.append(LayerResources(n.name, n.op, placement=EMBEDDED_OPS[n.op], ops=_op_work(graph, n, numel)))
+        elif type(n.op) in OFF_CORE:
+            numel = int(np.prod(graph.nodes[n.inputs[0]].shape))
+            res.layers.append(LayerResources(n.name, n.kind, placement=OFF_CORE[type(n.op)],
+                                             ops=_op_work(graph, n, numel)))
     return res
 
 
 def _op_work(graph: Graph, n: Node, numel: int) -> int:
-    if n.op == "attention":
-        q, v = graph.nodes[n.inputs[0]].shape, graph.nodes[n.inputs[2]].shape
-        heads = int(n.attrs["heads"])
-        return 2 * q[1] * q[2] * (q[0] // heads) * (v[0] // heads) * heads
-    if n.op == "bilinear":
+    if isinstance(n.op, I.IntAttention):
+        return attention_ops(graph, n.name)
+    if isinstance(n.op, I.IntBilinear):
         return 4 * int(np.prod(n.shape))
     return numel
 
@@ -134,7 +127,7 @@ class Placement:
                 "layers": [{"layer": name, "first_core": core, "chip": chip} for name, core, chip in self.per_layer]}
 
 
-def place(res: Resources, target: dict[str, Any], share_weights: bool = False) -> Placement:
+def place(res: Resources, target: Target, share_weights: bool = False) -> Placement:
     """Pack neuron layers onto cores in graph order (a documented heuristic).
 
     A layer larger than one core takes whole new cores; its last, partly
@@ -143,9 +136,9 @@ def place(res: Resources, target: dict[str, Any], share_weights: bool = False) -
     lower bound of a perfect packing (total neurons and synapses over the
     per-chip capacity).
     """
-    per_chip = target["neuro_cores_per_chip"]
-    cap_n = target["neurons_per_core"]
-    cap_s = target["synapses_per_chip"] / per_chip
+    per_chip = target.neuro_cores_per_chip
+    cap_n = target.neurons_per_core
+    cap_s = target.synapses_per_core
     core, free_n, free_s = -1, 0.0, 0.0  # the open core and what it has left
     rows = []
     for layer in res.layers:
@@ -163,17 +156,12 @@ def place(res: Resources, target: dict[str, Any], share_weights: bool = False) -
         free_n = cores * cap_n - layer.neurons
         free_s = cores * cap_s - need_s
     stored = res.shared_weights if share_weights else res.synapses
-    bound = max(math.ceil(res.neurons / target["neurons_per_chip"]), math.ceil(stored / target["synapses_per_chip"]), 1)
+    bound = max(math.ceil(res.neurons / target.neurons_per_chip), math.ceil(stored / target.synapses_per_chip), 1)
     used = core + 1
     return Placement(chips=max(1, math.ceil(used / per_chip)), cores=used, lower_bound_chips=bound, per_layer=rows)
 
 
-def board_capacity(board: dict[str, Any], target: dict[str, Any]) -> int:
-    """Neuro-cores of a board (Hala Point publishes fewer than chips × 128)."""
-    return int(board.get("neuro_cores", board["chips"] * target["neuro_cores_per_chip"]))
-
-
-def check_fits(res: Resources, placement: Placement, target: dict[str, Any], board_name: str,
+def check_fits(res: Resources, placement: Placement, target: Target, board_name: str,
                resize=None) -> None:
     """Raise ResourceError naming the first layer that overflows ``board_name``, the smallest
     board that holds the model and (with ``resize(size) -> Resources``) the largest input that fits."""
@@ -204,7 +192,7 @@ def check_fits(res: Resources, placement: Placement, target: dict[str, Any], boa
     raise ResourceError(message)
 
 
-def largest_input(resize, target: dict[str, Any], capacity: int, start: int = 1024) -> tuple[int, int] | None:
+def largest_input(resize, target: Target, capacity: int, start: int = 1024) -> tuple[int, int] | None:
     """Largest square input (multiple of 16) whose placement fits ``capacity`` cores."""
     for side in range(start, 15, -16):
         r = resize((side, side))

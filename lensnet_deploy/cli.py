@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import LensNetDeployError, ResourceError
+from .errors import ISSUES_URL, LensNetDeployError
 from .hardware.lava_synapses import SYNAPSE_ROUTES
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_RESOURCE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -161,10 +161,18 @@ def _images_size(graph) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _read_integer(path: Path):
+    """An integer NIR file, read and prepared once for every backend."""
+    from .api import prepare
+    from .export import read_nir
+
+    return prepare(read_nir(path))
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from .api import quantize_with_report
     from .datasets import list_images, load_images, pair_files, read_mask
     from .export import read_nir, write_nir
-    from .hardware.api import quantize_with_report
 
     if Path(args.output).resolve() == Path(args.graph).resolve():
         raise LensNetDeployError(f"{args.output}: output would overwrite the input graph")
@@ -175,7 +183,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         pairs = pair_files(files, [p for p in list_images(args.gt, "mask") if p.stem in {f.stem for f in files}])
         masks = [read_mask(m) for _, m in pairs]
     images = load_images(files, _images_size(graph))
-    q, report = quantize_with_report(graph, images, masks)
+    q, report = quantize_with_report(graph, images, masks, target=args.target)
     write_nir(q, args.output)
     print(f"wrote {args.output} (integer NIR, calibrated on {len(files)} images)")
     print(report.format())
@@ -183,39 +191,30 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .datasets import list_images, normalize, read_image
-    from .export import read_nir
-    from .hardware.api import simulate
-    from .predict import batches, check_output_dir, saliency_map, write_png
+    from .datasets import list_images
+    from .predict import check_output_dir, write_maps
     from .progress import batch_bar
 
-    graph = read_nir(args.graph)
-    size = _images_size(graph)
+    model = _read_integer(args.graph)
     files = list_images(args.images)
     out = check_output_dir(args.out, args.images)
-    for group in batch_bar(list(batches(files, args.batch_size)), len(files), f"simulate ({args.backend})"):
-        rgbs = [read_image(p) for p in group]
-        x = torch.stack([normalize(img, size) for img in rgbs])
-        result = simulate(graph, x, backend=args.backend, lava_synapses=args.lava_synapses)
-        for path, img, logits in zip(group, rgbs, result.logits[0]):
-            write_png(saliency_map(logits.float(), (img.height, img.width)), out / f"{path.stem}.png")
+    write_maps(files, model.input_size, out,
+               lambda x: model.simulate(x, args.backend, lava_synapses=args.lava_synapses).logits[0],
+               args.batch_size, lambda g, n: batch_bar(g, n, f"simulate ({args.backend})"))
     print(f"wrote {len(files)} saliency maps from the integer model ({args.backend} backend) to {out}")
     return EXIT_OK
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .export import read_nir
     from .hardware.build import compile_graph
 
-    graph = read_nir(args.graph)
+    model = _read_integer(args.graph)
     images = None
     if args.images:
         from .datasets import list_images, load_images
 
-        images = load_images(list_images(args.images)[: args.count], _images_size(graph))
-    build = compile_graph(graph, args.target, args.board, images=images, share_weights=args.share_weights)
+        images = load_images(list_images(args.images)[: args.count], model.input_size)
+    build = compile_graph(model, args.target, args.board, images=images, share_weights=args.share_weights)
     out = build.save(args.output)
     print(build.table())
     if build.energy is not None:
@@ -240,17 +239,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from .datasets import list_images, load_images
-    from .export import read_nir
-    from .hardware.api import node_values
+    from .hardware.model import BACKENDS
     from .hardware.reference import first_difference
 
-    graph = read_nir(args.graph)
+    model = _read_integer(args.graph)
     files = list_images(args.images)[: args.count]
-    x = load_images(files, _images_size(graph))
+    x = load_images(files, model.input_size)
     a_name, b_name = args.backends
+    for name in (a_name, b_name):
+        if name not in BACKENDS:
+            raise LensNetDeployError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
+    order = model.layer_order
     for path, image in zip(files, x):
-        a, order = node_values(graph, image, a_name, args.lava_synapses)
-        b, _ = node_values(graph, image, b_name, args.lava_synapses)
+        a = model.node_values(image, a_name, args.lava_synapses)
+        b = model.node_values(image, b_name, args.lava_synapses)
         found = first_difference(a, b, order)
         if found is None:
             print(f"{path.name}: {a_name} and {b_name} equal on all {len(order)} layers")
@@ -309,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", required=True, type=Path, help="folder of calibration images")
     p.add_argument("--calib-count", type=int, default=16, help="images used for the report (default 16)")
     p.add_argument("--gt", type=Path, help="masks of the calibration images: adds float vs integer SOD metrics")
+    p.add_argument("--target", default="loihi2", help="target whose widths the integers fit (loihi2, loihi1)")
     p.add_argument("-o", "--output", required=True, type=Path)
     p.set_defaults(func=cmd_quantize)
 
@@ -409,15 +412,9 @@ def run(argv: Sequence[str] | None = None,
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ResourceError as err:
-        print(f"lensnet-deploy {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_RESOURCE
     except LensNetDeployError as err:
         print(f"lensnet-deploy {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    except ValueError as err:
-        print(f"lensnet-deploy {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_INPUT
+        return int(getattr(err, "exit_code", EXIT_INPUT))
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         print(f"lensnet-deploy {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
@@ -425,6 +422,20 @@ def run(argv: Sequence[str] | None = None,
     except KeyboardInterrupt:
         print(f"lensnet-deploy {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - anything else is our bug, said so in one line
+        where = _innermost_frame(err)
+        print(f"lensnet-deploy {args.command}: internal error (a bug in lensnet-deploy, please report it at "
+              f"{ISSUES_URL} with this line): {type(err).__name__}: {err}{where}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _innermost_frame(err: BaseException) -> str:
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    return f" (at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,10 +17,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DatasetError
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SHOW = 3
 
 

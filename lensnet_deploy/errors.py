@@ -1,6 +1,14 @@
-"""Exceptions with one-line messages; the CLI prints them and exits non-zero."""
+"""Exceptions with one-line messages; the CLI prints them and exits with their ``exit_code``.
+
+``LensNetDeployError`` and its subclasses are problems with what the user
+gave (exit 2) or with what a target can hold (exit 3). Anything else that
+escapes a command is a bug in lensnet-deploy (exit 1); :class:`InternalError`
+marks the invariants the code checks itself.
+"""
 
 from __future__ import annotations
+
+ISSUES_URL = "https://github.com/lensnet-deploy/lensnet-deploy/issues"
 
 
 class LensNetDeployError(Exception):
@@ -13,9 +21,37 @@ class CheckpointError(LensNetDeployError):
     """A checkpoint is missing, unreadable, or not a LENS-Net of the asked shape."""
 
 
+class ModelError(LensNetDeployError, ValueError):
+    """A LENS-Net configuration, variant or input size that the architecture cannot take."""
+
+
 class DatasetError(LensNetDeployError):
     """Images or masks are missing, unreadable, unpaired or of an unusable size."""
 
 
+class GraphError(LensNetDeployError):
+    """A graph breaks the rules of its operations (operand count, shapes, parameters)."""
+
+
 class ResourceError(LensNetDeployError):
     """A model does not fit the asked neuromorphic board."""
+
+    exit_code = 3
+
+
+class DesignRuleError(LensNetDeployError):
+    """A layer breaks one of a target's design rules (a width, a format, a limit).
+
+    Carries the ``layer``, the ``rule``, the ``limit`` and the offending ``value``,
+    so that tools can act on it; the message says all four in one line."""
+
+    exit_code = 3
+
+    def __init__(self, layer: str, rule: str, limit: object, value: object, detail: str = "") -> None:
+        self.layer, self.rule, self.limit, self.value = layer, rule, limit, value
+        text = f"layer {layer}: design rule {rule!r} broken: {value} (limit {limit})"
+        super().__init__(text + (f"; {detail}" if detail else ""))
+
+
+class InternalError(RuntimeError):
+    """An invariant of lensnet-deploy itself does not hold: a bug, never the user's input."""

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .datasets import list_images, pair_files, read_mask
+from .errors import DatasetError
 
 METRIC_KEYS = ("smeasure", "mae", "wfmeasure", "max_fmeasure", "mean_fmeasure", "adp_fmeasure",
                "max_emeasure", "mean_emeasure", "adp_emeasure")
@@ -45,7 +46,7 @@ class SODMetrics:
 
     def results(self) -> dict[str, float]:
         if self.count == 0:
-            raise ValueError("no image pairs were evaluated")
+            raise DatasetError("no image pairs were evaluated")
         fm = self._fm.get_results()["fm"]
         em = self._em.get_results()["em"]
         return {

@@ -37,23 +37,15 @@ def _step(name: str, outputs: list[Path], inputs: list[Path], work: Callable[[],
     work()
 
 
-def _batches(paths: list[Path], size: tuple[int, int], batch: int = 8):
-    for start in range(0, len(paths), batch):
-        group = paths[start:start + batch]
-        rgbs = [read_image(p) for p in group]
-        yield group, rgbs, torch.stack([normalize(img, size) for img in rgbs])
-
-
 def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, board: str = "kapoho-point",
                  target: str = "loihi2", log: Callable[[str], None] = print) -> dict:
     """Run every step into ``out``; returns the summary written to ``out/summary.json``."""
     from . import compile as compile_build
-    from . import export_nir, load_lensnet, quantize
+    from . import export_nir, load_lensnet, prepare, quantize
     from .export import read_nir, write_nir
     from .export.summary import summarize
-    from .hardware.api import simulate
     from .metrics import evaluate_dirs
-    from .predict import check_output_dir, saliency_map, write_png
+    from .predict import check_output_dir, write_maps
 
     out = check_output_dir(out, images, *( [gt] if gt else []))
     files = list_images(images)
@@ -79,29 +71,27 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
     _step("quantize", [int_nir], [float_nir], do_quantize, log)
 
     def do_float_maps() -> None:
-        dest = out / "maps" / "float"
-        for group, rgbs, x in _batches(files, size):
-            with torch.no_grad():
-                p1 = model(x)[0]
-            for path, img, logits in zip(group, rgbs, p1):
-                write_png(saliency_map(logits, (img.height, img.width)), dest / f"{path.stem}.png")
+        write_maps(files, size, out / "maps" / "float", lambda x: model(x)[0])
 
     _step("float maps", [out / "maps" / "float" / f"{p.stem}.png" for p in files], inputs, do_float_maps, log)
 
+    prepared: dict = {}
+
+    def integer_model():
+        """The integer file, read and prepared once for the steps that need it."""
+        if "model" not in prepared:
+            prepared["model"] = prepare(read_nir(int_nir))
+        return prepared["model"]
+
     def do_int_maps() -> None:
-        dest = out / "maps" / "integer"
-        graph = read_nir(int_nir)
-        for group, rgbs, x in _batches(files, size):
-            logits = simulate(graph, x).logits[0]
-            for path, img, lg in zip(group, rgbs, logits):
-                write_png(saliency_map(lg.float(), (img.height, img.width)), dest / f"{path.stem}.png")
+        write_maps(files, size, out / "maps" / "integer", lambda x: integer_model().simulate(x).logits[0])
 
     _step("integer simulation (fast)", [out / "maps" / "integer" / f"{p.stem}.png" for p in files], [int_nir],
           do_int_maps, log)
 
     def do_compile() -> None:
         x = torch.stack([normalize(read_image(p), size) for p in files[:8]])
-        compile_build(read_nir(int_nir), target, board, images=x).save(out / "build")
+        compile_build(integer_model(), target, board, images=x).save(out / "build")
 
     _step(f"compile ({target}, {board})", [out / "build" / "build.json"], [int_nir], do_compile, log)
 

@@ -60,6 +60,26 @@ def batches(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[start:start + size]
 
 
+def write_maps(files: Sequence[Path], size: tuple[int, int], out: Path,
+               logits_of: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 8,
+               progress: Callable[[Iterable, int], Iterable] | None = None) -> list[Path]:
+    """The one image-folder loop: read ``files`` in batches, normalise them at ``size``, take the
+    p1 logits from ``logits_of`` and write each image's saliency map as ``out/<stem>.png``
+    at the image's own size."""
+    groups = list(batches(files, max(1, batch_size)))
+    written: list[Path] = []
+    for group in progress(groups, len(files)) if progress else groups:
+        rgbs = [read_image(p) for p in group]
+        x = torch.stack([normalize(img, size) for img in rgbs])
+        with torch.no_grad():
+            logits = logits_of(x)
+        for path, img, lg in zip(group, rgbs, logits):
+            target = out / f"{path.stem}.png"
+            write_png(saliency_map(lg.float(), (img.height, img.width)), target)
+            written.append(target)
+    return written
+
+
 def predict_dir(model: torch.nn.Module, images_dir: str | os.PathLike[str],
                 out_dir: str | os.PathLike[str], size: tuple[int, int] | None = None,
                 batch_size: int = 4,
@@ -69,17 +89,5 @@ def predict_dir(model: torch.nn.Module, images_dir: str | os.PathLike[str],
     check_input_size(size)
     files = list_images(images_dir)
     out = check_output_dir(out_dir, images_dir)
-    written: list[Path] = []
-    groups = list(batches(files, max(1, batch_size)))
-    iterator = progress(groups, len(files)) if progress else groups
     model.eval()
-    for group in iterator:
-        rgbs = [read_image(p) for p in group]
-        x = torch.stack([normalize(img, size) for img in rgbs])
-        with torch.no_grad():
-            p1 = model(x)[0]
-        for path, img, logits in zip(group, rgbs, p1):
-            target = out / f"{path.stem}.png"
-            write_png(saliency_map(logits, (img.height, img.width)), target)
-            written.append(target)
-    return written
+    return write_maps(files, size, out, lambda x: model(x)[0], batch_size, progress)

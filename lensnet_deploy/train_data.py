@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .atomic import atomic_path
-from .datasets import IMAGENET_MEAN, IMAGENET_STD, pair_dataset, read_image, read_mask, resolve_layout
+from .datasets import pair_dataset, read_image, read_mask, resolve_layout
 from .errors import DatasetError
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 CROP_MARGIN = 1.125  # cache side / input side: room for random crops
 CROP_MARGINS = {"geometric": CROP_MARGIN, "full": 1.5}  # "full" keeps detail for zoomed-in crops

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from .spike import MultiSpike
 
 
@@ -119,7 +120,7 @@ class SpikeLinearAttention(nn.Module):
     def __init__(self, dim: int, heads: int, max_count: int, v_ratio: int = 4) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+            raise ModelError(f"attention width {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
         self.head_spike = MultiSpike(max_count)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from .decoder import SpikeMAD
 from .encoder import SpikeEncoder
 from .spike import MultiSpike
@@ -36,14 +37,14 @@ class LensNetConfig:
     def __post_init__(self) -> None:
         d = self.embed_dims
         if len(d) != 4 or any(int(c) <= 0 for c in d):
-            raise ValueError(f"embed_dims needs four positive widths, got {d}")
+            raise ModelError(f"embed_dims needs four positive widths, got {d}")
         if d[0] % 2:
-            raise ValueError(f"embed_dims[0] must be even (the stem has half its width), got {d[0]}")
+            raise ModelError(f"embed_dims[0] must be even (the stem has half its width), got {d[0]}")
         for c in (d[2], d[3]):
             if c % self.heads:
-                raise ValueError(f"transformer width {c} is not divisible by {self.heads} heads")
+                raise ModelError(f"transformer width {c} is not divisible by {self.heads} heads")
         if not 1 <= self.max_count <= 16:
-            raise ValueError(f"max spike count D must be in 1..16, got {self.max_count}")
+            raise ModelError(f"max spike count D must be in 1..16, got {self.max_count}")
         check_input_size(self.input_size)
 
     @property
@@ -69,7 +70,7 @@ class LensNetConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown LENS-Net config keys: {', '.join(unknown)}")
+            raise ModelError(f"unknown LENS-Net config keys: {', '.join(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})  # type: ignore[arg-type]
 
 
@@ -77,7 +78,7 @@ def check_input_size(size: tuple[int, int]) -> None:
     """Height and width must be positive multiples of 16 (four stride-2 stages)."""
     h, w = (int(s) for s in size)
     if h <= 0 or w <= 0 or h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
-        raise ValueError(
+        raise ModelError(
             f"input size {h}x{w} is not supported: height and width must be positive "
             f"multiples of {INPUT_MULTIPLE}"
         )
@@ -110,7 +111,7 @@ class LensNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"LENS-Net expects a B×3×H×W image tensor, got shape {tuple(x.shape)}")
+            raise ModelError(f"LENS-Net expects a B×3×H×W image tensor, got shape {tuple(x.shape)}")
         check_input_size((x.shape[2], x.shape[3]))
         x1, x2, x3, x4 = self.backbone(x)
         d4, d3, d2, d1 = self.decoder(x4, [x3, x2, x1])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ModelError
+
 SURROGATE_ALPHA = 10.0
 
 
@@ -47,7 +49,7 @@ class MultiSpike(nn.Module):
     def __init__(self, max_count: int = 4) -> None:
         super().__init__()
         if not 1 <= int(max_count) <= 16:
-            raise ValueError(f"spike count limit D must be in 1..16, got {max_count}")
+            raise ModelError(f"spike count limit D must be in 1..16, got {max_count}")
         self.max_count = int(max_count)
         self.recorder: dict[str, torch.Tensor] | None = None
         self.name = ""

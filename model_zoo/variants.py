@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import ModelError
 from .lensnet import LensNetConfig
 
 FULL = LensNetConfig()
@@ -28,4 +29,4 @@ def variant_config(variant: str | LensNetConfig | dict | None) -> LensNetConfig:
         return LensNetConfig.from_dict(variant)
     if variant in VARIANTS:
         return VARIANTS[variant]
-    raise ValueError(f"unknown LENS-Net variant {variant!r}; known: {', '.join(VARIANTS)}")
+    raise ModelError(f"unknown LENS-Net variant {variant!r}; known: {', '.join(VARIANTS)}")

@@ -12,6 +12,7 @@ from conftest import DATASETS, SAMPLES
 from lensnet_deploy.datasets import list_images, load_images
 from lensnet_deploy.export import convention as C
 from lensnet_deploy.export import export_nir, read_nir, run_nir, write_nir
+from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.compare import compare_with_torch
 from lensnet_deploy.export.nir_io import NIRFileError
 from lensnet_deploy.export.summary import summarize
@@ -221,8 +222,8 @@ def test_from_nir_recovers_the_folded_ir(tmp_path, micro_model):
 
     ir = run_passes(capture_lensnet(micro_model, (64, 64)))
     back = from_nir(read_nir(write_nir(to_nir(ir), tmp_path / "m.nir")))
-    assert Counter(n.op for n in back) == Counter(n.op for n in ir)
-    assert {n.name for n in back.of_op("spike")} == {n.name for n in ir.of_op("spike")}
+    assert Counter(n.kind for n in back) == Counter(n.kind for n in ir)
+    assert {n.name for n in back.of(O.Spike)} == {n.name for n in ir.of(O.Spike)}
     x = real_images(64)
     a, b = run_ir(ir, x), run_ir(back, x)
     assert all(torch.equal(a[k], b[k]) for k in a)

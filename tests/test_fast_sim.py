@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from lensnet_deploy.api import quantize
 from lensnet_deploy.export import export_nir
-from lensnet_deploy.export.from_nir import from_nir
+from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.hardware import fast_sim
-from lensnet_deploy.hardware.api import quantize
+from lensnet_deploy.hardware import ops as I
 from lensnet_deploy.hardware.fast_sim import FastSimulator, exact_dtype, prepare
+from lensnet_deploy.hardware.int_nir import from_int_nir
 from lensnet_deploy.hardware.reference import first_difference, run_reference
 
 
@@ -30,27 +32,27 @@ def test_arithmetic_thresholds():
     # the closed form counts like the definition on every integer around the thresholds
     m = torch.arange(-30, 40, dtype=torch.float32).view(1, 1, -1, 1).expand(1, 3, -1, 1).contiguous()
     spike = Graph()
-    spike.add("input", "input", [], (3, 70, 1))
-    spike.add("s", "spike", ["input"], (3, 70, 1), D=4, theta=theta)
-    step_ = fast_sim._prepare_spike(spike.nodes["s"], fast_sim._step(spike.nodes["input"], 40))
+    spike.add("input", O.Input(), [], (3, 70, 1))
+    spike.add("s", I.IntSpike(D=4, theta=theta), ["input"], (3, 70, 1))
+    step_ = fast_sim._prepare_spike(spike.nodes["s"], [fast_sim._step(spike.nodes["input"], 40)])
     assert "c0" in step_.tensors
     want = (m.double().unsqueeze(-1) > torch.from_numpy(theta).double().view(1, 3, 1, 1, 4)).sum(-1)
-    assert torch.equal(fast_sim._spike(m, step_).long(), want)
+    assert torch.equal(fast_sim._spike(step_, m).long(), want)
 
 
 @pytest.fixture(scope="module")
 def micro_int(micro_model):
-    return from_nir(quantize(export_nir(micro_model, (32, 32))))
+    return from_int_nir(quantize(export_nir(micro_model, (32, 32))))
 
 
 def test_quantized_graph_uses_float32_and_the_closed_form(micro_int):
     steps = {s.node.name: s for s in prepare(micro_int)}
     sources: dict[str, list[bool]] = {}
     for s in steps.values():
-        if s.node.op in ("conv", "add", "gate", "spike", "attention"):
+        if s.node.kind in ("conv", "add", "gate", "spike", "attention"):
             assert s.dtype == torch.float32, s.node.name
-        if s.node.op == "spike":
-            sources.setdefault(micro_int.nodes[s.node.inputs[0]].op, []).append("c0" in s.tensors)
+        if s.node.kind == "spike":
+            sources.setdefault(micro_int.nodes[s.node.inputs[0]].kind, []).append("c0" in s.tensors)
     # every membrane's thresholds are arithmetic with a power-of-two step; attention's are not
     assert all(sources["conv"]) and all(sources["add"]) and len(sources["conv"]) > 20
     assert not any(sources["attention"]) and len(sources["attention"]) == 2
@@ -58,16 +60,14 @@ def test_quantized_graph_uses_float32_and_the_closed_form(micro_int):
 
 def wide_graph(bias: int) -> Graph:
     """A convolution whose worst case (127·2^12·27·152 + |b| ≈ 2^31) is beyond float32."""
-    g = Graph(meta={"quantized": {"semantics": "test"}, "outputs": ["out"]})
-    g.add("input", "input", [], (3, 8, 8))
+    g = Graph(meta={"integer": {"semantics": "test"}, "outputs": ["out"]})
+    g.add("input", O.Input(), [], (3, 8, 8))
     w = np.full((2, 3, 3, 3), 127, dtype=np.int64)
     w[1] = -w[1]
-    g.add("conv", "conv", ["input"], (2, 8, 8), stride=(1, 1), padding=(1, 1), groups=1, weight=None, bias=None,
-          w_int=w, exp=12, b_int=np.array([bias, -bias]), shift=np.zeros(2, np.int64))
-    g.add("head", "conv", ["conv"], (1, 8, 8), stride=(1, 1), padding=(0, 0), groups=1, weight=None, bias=None,
-          w_int=np.ones((1, 2, 1, 1), np.int64), exp=0, b_int=np.array([1]), shift=np.zeros(1, np.int64))
-    g.add("bil", "bilinear", ["head"], (1, 16, 16), factor=2)
-    g.add("out", "output", ["bil"], (1, 16, 16), real_scale=np.ones(1))
+    g.add("conv", I.IntConv(w_int=w, exp=12, b_int=[bias, -bias], padding=(1, 1)), ["input"], (2, 8, 8))
+    g.add("head", I.IntConv(w_int=np.ones((1, 2, 1, 1)), b_int=[1]), ["conv"], (1, 8, 8))
+    g.add("bil", I.IntBilinear(factor=2), ["head"], (1, 16, 16))
+    g.add("out", I.IntOutput(real_scale=np.ones(1)), ["bil"], (1, 16, 16))
     return g
 
 
@@ -75,7 +75,7 @@ def test_wide_values_get_float64_and_stay_exact():
     g = wide_graph(bias=12345)
     images = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 8, 8)))
     ref: dict = {}
-    run_reference(g, images.numpy(), keep=ref)
+    run_reference(g, images, keep=ref)
     assert np.abs(ref["conv"]).max() > 2**24  # really beyond float32
     sim = FastSimulator(g)
     steps = {s.node.name: s for s in sim.steps}
@@ -95,7 +95,7 @@ def test_precision_settings_are_pinned_and_restored(micro_int, micro_model):
     mk = torch.backends.mkldnn
     images = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     ref: dict = {}
-    run_reference(micro_int, images.numpy(), keep=ref)
+    run_reference(micro_int, images, keep=ref)
     seen = {}
     original = fast_sim.FastSimulator._run
 
@@ -126,4 +126,4 @@ def test_observed_maxima_only_on_request(micro_int):
     kept = sim(images, keep=True, observe=True)
     for name, value in kept.observed_max.items():
         assert value == int(kept.values[name].abs().max())
-    assert set(kept.observed_max) == {n.name for n in micro_int if n.op in ("conv", "add", "gate")}
+    assert set(kept.observed_max) == {n.name for n in micro_int if n.kind in ("conv", "add", "gate")}

@@ -6,9 +6,11 @@ import torch
 from conftest import DATASETS, SAMPLES
 
 from lensnet_deploy.datasets import list_images, load_images
+from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.capture import capture_lensnet
 from lensnet_deploy.export.passes import run_passes
-from lensnet_deploy.hardware.int_sim import simulate_int
+from lensnet_deploy.hardware import ops as I
+from lensnet_deploy.hardware.fast_sim import FastSimulator
 from lensnet_deploy.hardware.lava_sim import simulate_lava
 from lensnet_deploy.hardware.quantize import quantize_ir
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
@@ -25,7 +27,7 @@ def micro_32():
 
 def test_lava_equals_the_fast_simulator_bit_for_bit(micro_32):
     q, x, lava = micro_32
-    fast = simulate_int(q, x, fast=True)
+    fast = FastSimulator(q)(x)
     assert lava.processes == len(q.nodes) - 4  # one process per node but the four outputs
     assert all(np.array_equal(a, b[0].numpy()) for a, b in zip(lava.raw, fast.raw))
     assert set(lava.spike_counts) == set(fast.spike_counts)
@@ -40,14 +42,12 @@ def test_a_wrong_integer_in_one_backend_is_caught(micro_32):
 
     q, x, _ = micro_32
     lava = simulate_lava(q, x, keep=True)
-    order = [n.name for n in q if n.op not in ("input", "output")]
-    right = {k: v[0].numpy() for k, v in simulate_int(q, x, fast=True, keep=True).values.items()}
+    order = [n.name for n in q if n.kind not in ("input", "output")]
+    right = {k: v[0].numpy() for k, v in FastSimulator(q)(x, keep=True).values.items()}
     assert first_difference(lava.values, right, order) is None
     wrong = q.copy()
-    conv = wrong.nodes["backbone.downsample1_2.encode_conv"]
-    conv.attrs["w_int"] = conv.attrs["w_int"].copy()
-    conv.attrs["w_int"][0, 0, 1, 1] += 1
-    off = {k: v[0].numpy() for k, v in simulate_int(wrong, x, fast=True, keep=True).values.items()}
+    wrong.nodes["backbone.downsample1_2.encode_conv"].op.w_int[0, 0, 1, 1] += 1
+    off = {k: v[0].numpy() for k, v in FastSimulator(wrong)(x, keep=True).values.items()}
     name, count = first_difference(lava.values, off, order)
     assert name == "backbone.downsample1_2.encode_conv" and count > 0
 
@@ -60,7 +60,7 @@ def test_lensnet_tiny_on_real_images_through_lava():
     q, _ = quantize_ir(run_passes(capture_lensnet(model, (64, 64))))
     folder = DATASETS / "ORSSD" / "test-images"
     x = load_images(list_images(folder if folder.exists() else SAMPLES / "Image")[:4], (64, 64))
-    fast = simulate_int(q, x, fast=True)
+    fast = FastSimulator(q)(x)
     for i in range(4):
         lava = simulate_lava(q, x[i])
         assert all(np.array_equal(a, b[i].numpy()) for a, b in zip(lava.raw, fast.raw))
@@ -72,8 +72,8 @@ def _lava_equals_fast_on_every_node(graph, images, synapses: str = "own") -> Non
     from lensnet_deploy.hardware.reference import first_difference
 
     lava = simulate_lava(graph, images, keep=True, synapses=synapses)
-    fast = {k: v[0].numpy() for k, v in simulate_int(graph, images, fast=True, keep=True).values.items()}
-    order = [n.name for n in graph if n.op not in ("input", "output")]
+    fast = {k: v[0].numpy() for k, v in FastSimulator(graph)(images, keep=True).values.items()}
+    order = [n.name for n in graph if n.kind not in ("input", "output")]
     assert first_difference(lava.values, fast, order) is None
 
 
@@ -81,8 +81,8 @@ def test_lava_on_a_small_graph_with_every_node_type():
     from test_int_properties import every_node_type_graph
 
     graph, images = every_node_type_graph(0, batch=1)
-    assert {n.op for n in graph} >= {"conv", "spike", "add", "avgpool", "maxpool", "upsample", "attention",
-                                     "sigmoid", "gate", "bilinear"}
+    assert {n.kind for n in graph} >= {"conv", "spike", "add", "sumpool", "maxpool", "upsample", "attention",
+                                       "sigmoid", "gate", "bilinear"}
     _lava_equals_fast_on_every_node(graph, images)
 
 
@@ -108,7 +108,7 @@ def test_lava_synapse_processes_on_a_graph_with_every_node_type(synapses):
 
     graph, images = every_node_type_graph(1, batch=1)
     _lava_equals_fast_on_every_node(graph, images, synapses)
-    assert settling_steps(graph, {n.name for n in graph.of_op("conv")}) == 1 + max_conv_depth(graph) > 5
+    assert settling_steps(graph, {n.name for n in graph.of(I.IntConv)}) == 1 + max_conv_depth(graph) > 5
 
 
 def join_of_two_depths():
@@ -116,18 +116,17 @@ def join_of_two_depths():
     branches of depth 3 and 1 meet; no spike hides a stale value."""
     from lensnet_deploy.export.ir import Graph
 
-    g = Graph(meta={"quantized": {"semantics": "test"}, "outputs": ["out"]})
-    g.add("input", "input", [], (3, 4, 4))
+    g = Graph(meta={"integer": {"semantics": "test"}, "outputs": ["out"]})
+    g.add("input", O.Input(), [], (3, 4, 4))
 
     def conv(name: str, src: str, c_in: int, bias: int) -> str:
-        return g.add(name, "conv", [src], (1, 4, 4), stride=(1, 1), padding=(0, 0), groups=1, weight=None, bias=None,
-                     w_int=np.ones((1, c_in, 1, 1), np.int64), exp=0, b_int=np.array([bias]), shift=np.zeros(1))
+        return g.add(name, I.IntConv(w_int=np.ones((1, c_in, 1, 1)), b_int=[bias]), [src], (1, 4, 4))
 
     long = conv("c3", conv("c2", conv("c1", "input", 3, 0), 1, 1), 1, 1)
-    g.add("join", "add", [long, conv("short", "input", 3, 0)], (1, 4, 4))
+    g.add("join", O.Add(), [long, conv("short", "input", 3, 0)], (1, 4, 4))
     conv("head", "join", 1, 1)
-    g.add("bil", "bilinear", ["head"], (1, 8, 8), factor=2)
-    g.add("out", "output", ["bil"], (1, 8, 8), real_scale=np.ones(1))
+    g.add("bil", I.IntBilinear(factor=2), ["head"], (1, 8, 8))
+    g.add("out", I.IntOutput(real_scale=np.ones(1)), ["bil"], (1, 8, 8))
     return g
 
 
@@ -140,10 +139,10 @@ def test_lava_synapse_settling_time_is_exact(synapses):
 
     graph = join_of_two_depths()
     images = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, 4, 4)))
-    steps = settling_steps(graph, {n.name for n in graph.of_op("conv")})
+    steps = settling_steps(graph, {n.name for n in graph.of(I.IntConv)})
     assert steps == 5 == 1 + max_conv_depth(graph)
-    fast = {k: v[0].numpy() for k, v in simulate_int(graph, images, fast=True, keep=True).values.items()}
-    order = [n.name for n in graph if n.op not in ("input", "output")]
+    fast = {k: v[0].numpy() for k, v in FastSimulator(graph)(images, keep=True).values.items()}
+    order = [n.name for n in graph if n.kind not in ("input", "output")]
     assert first_difference(simulate_lava(graph, images, keep=True, synapses=synapses).values, fast, order) is None
     early = simulate_lava(graph, images, keep=True, synapses=synapses, steps=steps - 1)
     assert first_difference(early.values, fast, order)[0] == "head"  # everything else had settled
@@ -153,7 +152,7 @@ def max_conv_depth(graph) -> int:
     """The most convolutions on any path, counted by walking every path back from the output (independent check)."""
     def depth(name: str) -> int:
         n = graph.nodes[name]
-        return (n.op == "conv") + max((depth(i) for i in n.inputs), default=0)
+        return isinstance(n.op, I.IntConv) + max((depth(i) for i in n.inputs), default=0)
 
     return max(depth(o.name) for o in graph.outputs())
 
@@ -172,17 +171,17 @@ def test_lava_sparse_synapse_matrix_is_the_convolution():
     for in_shape, c_out, k, stride, groups in cases:
         c, h, w = in_shape
         oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
-        attrs = dict(w_int=rng.integers(-127, 128, (c_out, c // groups, k, k)), exp=0, b_int=np.zeros(c_out, np.int64),
-                     stride=(stride, stride), padding=(k // 2, k // 2), groups=groups)
-        node = Node("c", "conv", ["x"], (c_out, oh, ow), attrs)
+        op = I.IntConv(w_int=rng.integers(-127, 128, (c_out, c // groups, k, k)), b_int=np.zeros(c_out),
+                       stride=(stride, stride), padding=(k // 2, k // 2), groups=groups)
+        node = Node("c", op, ["x"], (c_out, oh, ow))
         x = rng.integers(-4, 5, in_shape)
-        want = conv(x, attrs)
+        want = conv(x, op)
         got = (sparse_weights(node, in_shape) @ x.reshape(-1)).reshape(node.shape)
         assert np.array_equal(got, 2 * want)
     # lava-nc 0.10's NCHW branch flips the input-channel axis: a 3-channel 3×3 kernel is misread
-    attrs = dict(w_int=rng.integers(-127, 128, (2, 3, 3, 3)))
+    w_int = rng.integers(-127, 128, (2, 3, 3, 3))
     try:
-        dst, src, val = conv_to_sparse((3, 5, 5), (2, 5, 5), attrs["w_int"], (1, 1), (1, 1), (1, 1), 1,
+        dst, src, val = conv_to_sparse((3, 5, 5), (2, 5, 5), w_int, (1, 1), (1, 1), (1, 1), 1,
                                        order=TensorOrder.NCHW)
     except IndexError:
         return  # the misread kernel indexes out of bounds
@@ -190,5 +189,5 @@ def test_lava_sparse_synapse_matrix_is_the_convolution():
 
     x = rng.integers(0, 5, (3, 5, 5))
     lava = csr_matrix((val, (dst, src)), shape=(50, 75)) @ x.reshape(-1)
-    full = dict(attrs, exp=0, b_int=np.zeros(2, np.int64), stride=(1, 1), padding=(1, 1), groups=1)
+    full = I.IntConv(w_int=w_int, b_int=np.zeros(2), padding=(1, 1))
     assert not np.array_equal(lava, conv(x, full).reshape(-1))

@@ -1,4 +1,4 @@
-"""Quantization (docs/integer_semantics.md draft v0) and the integer simulation."""
+"""Quantization (docs/integer_semantics.md v0) and the integer simulation."""
 
 import numpy as np
 import pytest
@@ -7,14 +7,21 @@ import torch.nn.functional as F
 from conftest import SAMPLES
 
 from lensnet_deploy.datasets import list_images, load_images
+from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.capture import capture_lensnet
-from lensnet_deploy.export.from_nir import from_nir
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.export.passes import run_passes
-from lensnet_deploy.hardware.int_sim import bilinear_int, pixels_from_images, simulate_int
-from lensnet_deploy.hardware.quantize import PIXEL_OFFSET, STATE_MAX, _thresholds, quantize_ir
+from lensnet_deploy.hardware.fast_sim import FastSimulator
+from lensnet_deploy.hardware.fast_sim import bilinear as bilinear_int
+from lensnet_deploy.hardware.int_nir import from_int_nir
+from lensnet_deploy.hardware.ops import IntConv, IntSpike, SigmoidTable
+from lensnet_deploy.hardware.quantize import _Quantizer, quantize_ir
+from lensnet_deploy.hardware.reference import simulate_reference
+from lensnet_deploy.hardware.semantics import centred_pixels
+from lensnet_deploy.hardware.targets import load_target
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
+from lensnet_deploy.normalization import PIXEL_OFFSET
 
 
 @pytest.fixture(scope="module")
@@ -26,21 +33,21 @@ def micro_int():
 
 def test_integer_parameters_fit_their_widths(micro_int):
     _, _, q, report = micro_int
-    for n in q.of_op("conv"):
-        assert n.attrs["w_int"].dtype == np.int64 and np.abs(n.attrs["w_int"]).max() <= 127
-        assert n.attrs["exp"] >= 0
-    assert all(r["bound"] <= STATE_MAX for r in report.rows)
+    for n in q.of(IntConv):
+        assert n.op.w_int.dtype == np.int64 and np.abs(n.op.w_int).max() <= 127
+        assert n.op.exp >= 0
+    assert all(r["bound"] <= (2**23 - 1) for r in report.rows)
     assert report.worst()["bound"] > 2**10  # the bound is not vacuous
 
 
 def test_thresholds_round_ties_down_hand_computed():
     g = Graph()
-    g.add("input", "input", [], (1, 1, 1))
-    g.add("c", "conv", ["input"], (2, 1, 1), weight=np.ones((2, 1, 1, 1)), bias=None, stride=(1, 1),
-          padding=(0, 0), groups=1)
-    g.nodes["c"].attrs["shift"] = np.array([1, 3])
+    g.add("input", O.Input(), [], (3, 1, 1))
+    g.add("c", O.Conv(weight=np.ones((2, 3, 1, 1))), ["input"], (2, 1, 1))
+    q = _Quantizer(g, load_target("loihi2"), per_channel=True)
+    q.shift["c"] = np.array([1, 3])
     # shift 1: θ = floor((k − ½)·2) = 1, 3, 5, 7;  shift 3: 4, 12, 20, 28
-    assert _thresholds(g, "c", 4, 2).tolist() == [[1, 3, 5, 7], [4, 12, 20, 28]]
+    assert q.thresholds("c", 4).tolist() == [[1, 3, 5, 7], [4, 12, 20, 28]]
 
 
 def test_integer_bilinear_is_exactly_scaled_real_bilinear():
@@ -56,17 +63,17 @@ def test_integer_bilinear_is_exactly_scaled_real_bilinear():
 def test_pixels_are_recovered_from_normalised_images():
     files = list_images(SAMPLES / "Image")[:2]
     x = load_images(files, (32, 32))
-    px = pixels_from_images(x) + torch.tensor(PIXEL_OFFSET).view(1, 3, 1, 1)
+    px = centred_pixels(x) + torch.tensor(PIXEL_OFFSET).view(1, 3, 1, 1)
     from PIL import Image
 
     ref = np.asarray(Image.open(files[0]).convert("RGB").resize((32, 32), Image.BILINEAR))
     assert px[0].permute(1, 2, 0).numpy().tolist() == ref.tolist()
 
 
-def test_fast_path_equals_the_float64_reference_bit_for_bit(micro_int):
+def test_fast_simulator_equals_the_int64_reference_bit_for_bit(micro_int):
     _, _, q, _ = micro_int
     x = load_images(list_images(SAMPLES / "Image")[:3], (64, 64))
-    ref, fast = simulate_int(q, x), simulate_int(q, x, fast=True)
+    ref, fast = simulate_reference(q, x), FastSimulator(q)(x)
     assert all(torch.equal(a, b) for a, b in zip(ref.raw, fast.raw))
     assert all(torch.equal(ref.spike_counts[k], fast.spike_counts[k]) for k in ref.spike_counts)
     assert all(r.dtype == torch.int64 for r in ref.raw)
@@ -75,12 +82,10 @@ def test_fast_path_equals_the_float64_reference_bit_for_bit(micro_int):
 def test_one_weight_off_by_one_is_caught(micro_int):
     _, _, q, _ = micro_int
     x = load_images(list_images(SAMPLES / "Image")[:2], (64, 64))
-    base = simulate_int(q, x)
+    base = FastSimulator(q)(x)
     changed = q.copy()
-    conv = changed.nodes["backbone.downsample1_1.encode_conv"]
-    conv.attrs["w_int"] = conv.attrs["w_int"].copy()
-    conv.attrs["w_int"][0, 0, 3, 3] += 1
-    other = simulate_int(changed, x)
+    changed.nodes["backbone.downsample1_1.encode_conv"].op.w_int[0, 0, 3, 3] += 1
+    other = FastSimulator(changed)(x)
     first = "backbone.ConvBlock1_1.0.Conv.spike1"
     assert not torch.equal(base.spike_counts[first], other.spike_counts[first]) or not all(
         torch.equal(a, b) for a, b in zip(base.raw, other.raw))
@@ -89,7 +94,7 @@ def test_one_weight_off_by_one_is_caught(micro_int):
 def test_integer_model_tracks_the_float_model(micro_int):
     model, graph, q, _ = micro_int
     x = load_images(list_images(SAMPLES / "Image"), (64, 64))
-    run = simulate_int(q, x)
+    run = FastSimulator(q)(x)
     with torch.no_grad():
         ref = model(x)
     first = "backbone.ConvBlock1_1.0.Conv.spike1"
@@ -110,14 +115,17 @@ def test_public_api_through_nir_files_equals_the_direct_path(tmp_path, micro_int
     int_graph = quantize(export_nir(model, (64, 64)), x)
     loaded = read_nir(write_nir(int_graph, tmp_path / "m.q.nir"))
     fast, ref = simulate(loaded, x), simulate(loaded, x, backend="reference")
-    direct = simulate_int(q_direct, x)
+    direct = FastSimulator(q_direct)(x)
     for a, b, c in zip(fast.raw, ref.raw, direct.raw):
         assert torch.equal(a, b) and torch.equal(a, c)
     assert [tuple(t.shape) for t in fast.raw] == [(3, 1, 64, 64)] * 4
     assert not torch.equal(fast.raw[0], fast.raw[3])  # p1 (finest head) is not p4
-    # the integer graph is plain NIR with integer arrays: our float64 interpreter runs it exactly
-    assert all(torch.equal(a.double(), b) for a, b in zip(fast.raw, run_nir(loaded, x)))
-    assert set(fast.spike_counts) == {n.name for n in q_direct.of_op("spike")}
+    assert set(fast.spike_counts) == {n.name for n in q_direct.of(IntSpike)}
+    # the float interpreter (export/) refuses integer graphs rather than guess their extensions
+    from lensnet_deploy.export.convention import NIRConventionError
+
+    with pytest.raises(NIRConventionError, match="run_nir executes float graphs"):
+        run_nir(loaded, x)
 
 
 def test_simulate_refuses_a_float_graph(micro_int):
@@ -136,40 +144,38 @@ def test_per_layer_shifts_and_strict_mode(micro_int):
 
     _, graph, per_channel, _ = micro_int
     per_layer, report = quantize_ir(graph, per_channel=False)
-    for n in per_layer.of_op("conv"):
-        assert len(set(n.attrs["shift"].tolist())) == 1
-    assert all(r["bound"] <= STATE_MAX for r in report.rows)
-    finer = sum(int(n.attrs["shift"].sum()) for n in per_channel.of_op("conv"))
-    assert finer >= sum(int(n.attrs["shift"].sum()) for n in per_layer.of_op("conv"))
+    for n in per_layer.of(IntConv):
+        assert len(set(n.op.shift.tolist())) == 1
+    assert all(r["bound"] <= (2**23 - 1) for r in report.rows)
+    finer = sum(int(n.op.shift.sum()) for n in per_channel.of(IntConv))
+    assert finer >= sum(int(n.op.shift.sum()) for n in per_layer.of(IntConv))
     # a convolution with fan-in 4096·3·3: at full int8 precision its worst case is
     # 36,864 · 64 · 4 ≈ 9.4 M > 2^23 (weights 1.0 sit at 64 = 1.0·2^6), so it must be coarsened (or refused)
     rng = np.random.default_rng(0)
     g = Graph(meta={"outputs": ["out"]})
-    g.add("input", "input", [], (3, 2, 2))
-    g.add("wide", "conv", ["input"], (4096, 2, 2), weight=rng.normal(size=(4096, 3, 1, 1)), bias=None,
-          stride=(1, 1), padding=(0, 0), groups=1)
-    g.add("s", "spike", ["wide"], (4096, 2, 2), D=4, out_scale=1.0)
-    g.add("fan", "conv", ["s"], (1, 2, 2), weight=np.ones((1, 4096, 3, 3)), bias=None,
-          stride=(1, 1), padding=(1, 1), groups=1)
-    g.add("bil", "bilinear", ["fan"], (1, 4, 4), factor=2)
-    g.add("out", "output", ["bil"], (1, 4, 4))
+    g.add("input", O.Input(), [], (3, 2, 2))
+    g.add("wide", O.Conv(weight=rng.normal(size=(4096, 3, 1, 1))), ["input"], (4096, 2, 2))
+    g.add("s", O.Spike(D=4), ["wide"], (4096, 2, 2))
+    g.add("fan", O.Conv(weight=np.ones((1, 4096, 3, 3)), padding=(1, 1)), ["s"], (1, 2, 2))
+    g.add("bil", O.Bilinear(factor=2), ["fan"], (1, 4, 4))
+    g.add("out", O.Output(), ["bil"], (1, 4, 4))
     with pytest.raises(QuantizationError, match="fan: worst case .* exceeds 24-bit state .*strict"):
         quantize_ir(g, strict=True)
     loose, loose_report = quantize_ir(g)
-    assert all(r["bound"] <= STATE_MAX for r in loose_report.rows)
-    assert int(loose.nodes["fan"].attrs["shift"][0]) < int(loose.nodes["fan"].attrs["ideal_shift"][0])
+    assert all(r["bound"] <= (2**23 - 1) for r in loose_report.rows)
+    assert int(loose.nodes["fan"].op.shift[0]) < 6  # weights 1.0 would sit at their ideal 64 = 1.0·2^6
 
 
 @pytest.mark.slow
 def test_full_lensnet_at_352_fits_24_bits():
     """Measured: worst bound 8,382,871 ≤ 8,388,607; 97.9 % of spike counts equal the float model."""
+    from lensnet_deploy.api import quantize_with_report
     from lensnet_deploy.export import export_nir
-    from lensnet_deploy.hardware.api import quantize_with_report
 
     model = randomize_(LensNet(), seed=11).eval()
     x = load_images(list_images(SAMPLES / "Image")[:2], (352, 352))
     _, report = quantize_with_report(export_nir(model, (352, 352)), x)
-    assert all(r["bound"] <= STATE_MAX for r in report.layers)
+    assert all(r["bound"] <= (2**23 - 1) for r in report.layers)
     assert all(r["observed"] <= r["bound"] for r in report.layers)
     assert np.mean(list(report.spike_agreement.values())) > 0.9
 
@@ -178,8 +184,8 @@ def test_quantize_report_saturations_and_metrics():
     """Every figure of the report recomputed another way: counts from ``simulate``, metrics
     from the saved maps' own evaluation; and independent of the batch size."""
     from lensnet_deploy import export_nir, load_lensnet
+    from lensnet_deploy.api import quantize_with_report, simulate
     from lensnet_deploy.datasets import read_mask
-    from lensnet_deploy.hardware.api import quantize_with_report, simulate
     from lensnet_deploy.metrics import SODMetrics
     from lensnet_deploy.predict import saliency_map
 
@@ -194,11 +200,11 @@ def test_quantize_report_saturations_and_metrics():
     assert report.spike_agreement == pytest.approx(again.spike_agreement, abs=1e-12)
     sat = report.saturation
     run = simulate(q, x)
-    ir = from_nir(q)
+    ir = from_int_nir(q)
     assert sat["neurons"] == sum(c.numel() for c in run.spike_counts.values())
-    assert sat["at_top_integer"] == sum(int((c == ir.nodes[k].attrs["D"]).sum()) for k, c in run.spike_counts.items())
+    assert sat["at_top_integer"] == sum(int((c == ir.nodes[k].op.D).sum()) for k, c in run.spike_counts.items())
     assert sat["at_top_integer"] > 0 and sat["weights_clipped"] == 0 and sat["state_over_bound"] == 0
-    assert sat["gate_inputs"] == 3 * sum(n.shape[0] for n in ir.of_op("sigmoid"))
+    assert sat["gate_inputs"] == 3 * sum(n.shape[0] for n in ir.of(SigmoidTable))
     integer = SODMetrics()
     for logits, mask in zip(run.logits[0], masks):
         integer.step(saliency_map(logits.float(), mask.shape), mask)

@@ -6,26 +6,29 @@ import numpy as np
 import pytest
 import torch
 
-from lensnet_deploy import LensNetDeployError, ResourceError, compile, export_nir, load_build, quantize
+from lensnet_deploy import DesignRuleError, LensNetDeployError, ResourceError, compile, export_nir, load_build, quantize
+from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.ir import Graph
+from lensnet_deploy.hardware import load_target
+from lensnet_deploy.hardware import ops as I
 from lensnet_deploy.hardware.energy import E_AC_PJ, E_MAC_PJ, estimate_energy
-from lensnet_deploy.hardware.resources import layer_resources, load_boards, load_target, place
+from lensnet_deploy.hardware.resources import layer_resources, place
+from lensnet_deploy.hardware.targets import load_boards
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
 
 
 def small_graph() -> Graph:
-    g = Graph(meta={"outputs": ["out"]})
-    g.add("input", "input", [], (3, 4, 4))
-    conv = dict(stride=(1, 1), groups=1, bias=None)
-    g.add("c1", "conv", ["input"], (2, 4, 4), weight=np.ones((2, 3, 3, 3)), padding=(1, 1), **conv)
-    g.add("s1", "spike", ["c1"], (2, 4, 4), D=4)
-    g.add("c2", "conv", ["s1"], (2, 4, 4), weight=np.ones((2, 2, 1, 1)), padding=(0, 0), **conv)
-    g.add("j", "add", ["c1", "c2"], (2, 4, 4))
-    g.add("s2", "spike", ["j"], (2, 4, 4), D=4)
-    g.add("head", "conv", ["s2"], (1, 4, 4), weight=np.ones((1, 2, 1, 1)), padding=(0, 0), **conv)
-    g.add("bil", "bilinear", ["head"], (1, 8, 8), factor=2)
-    g.add("out", "output", ["bil"], (1, 8, 8))
+    g = Graph(meta={"outputs": ["out"], "integer": {"semantics": "test"}})
+    g.add("input", O.Input(), [], (3, 4, 4))
+    g.add("c1", I.IntConv(w_int=np.ones((2, 3, 3, 3)), b_int=[0, 0], padding=(1, 1)), ["input"], (2, 4, 4))
+    g.add("s1", I.IntSpike(D=4, theta=np.ones((2, 4))), ["c1"], (2, 4, 4))
+    g.add("c2", I.IntConv(w_int=np.ones((2, 2, 1, 1)), b_int=[0, 0]), ["s1"], (2, 4, 4))
+    g.add("j", O.Add(), ["c1", "c2"], (2, 4, 4))
+    g.add("s2", I.IntSpike(D=4, theta=np.ones((2, 4))), ["j"], (2, 4, 4))
+    g.add("head", I.IntConv(w_int=np.ones((1, 2, 1, 1)), b_int=[0]), ["s2"], (1, 4, 4))
+    g.add("bil", I.IntBilinear(factor=2), ["head"], (1, 8, 8))
+    g.add("out", I.IntOutput(real_scale=np.ones(1)), ["bil"], (1, 8, 8))
     return g
 
 
@@ -49,13 +52,11 @@ def test_layer_resources_hand_computed():
 def test_big_layers_take_whole_cores_and_small_ones_share():
     target = load_target("loihi1")  # 1,024 neurons per core
     g = Graph(meta={"outputs": []})
-    g.add("input", "input", [], (1, 64, 64))
-    g.add("c", "conv", ["input"], (1, 64, 64), weight=np.ones((1, 1, 1, 1)), padding=(0, 0), stride=(1, 1),
-          groups=1, bias=None)
-    g.add("big", "spike", ["c"], (1, 64, 64), D=4)  # 4,096 neurons: 4 cores
-    g.add("c2", "conv", ["big"], (1, 8, 8), weight=np.ones((1, 1, 8, 8)), padding=(0, 0), stride=(8, 8),
-          groups=1, bias=None)
-    g.add("small", "spike", ["c2"], (1, 8, 8), D=4)  # 64 neurons: fits nowhere but a new core
+    g.add("input", O.Input(), [], (1, 64, 64))
+    g.add("c", I.IntConv(w_int=np.ones((1, 1, 1, 1)), b_int=[0]), ["input"], (1, 64, 64))
+    g.add("big", I.IntSpike(D=4, theta=np.ones((1, 4))), ["c"], (1, 64, 64))  # 4,096 neurons: 4 cores
+    g.add("c2", I.IntConv(w_int=np.ones((1, 1, 8, 8)), b_int=[0], stride=(8, 8)), ["big"], (1, 8, 8))
+    g.add("small", I.IntSpike(D=4, theta=np.ones((1, 4))), ["c2"], (1, 8, 8))  # 64 neurons: a new core
     res = layer_resources(g, target)
     assert [x.cores for x in res.layers] == [4, 1]
     p = place(res, target)
@@ -80,8 +81,8 @@ def test_targets_and_boards_cite_their_sources():
     assert {k: v["chips"] for k, v in boards.items()} == {"oheo-gulch": 1, "kapoho-point": 8, "hala-point": 1152}
     for name in ("loihi1", "loihi2"):
         target = load_target(name)
-        assert set(target["sources"]) >= {"neuro_cores_per_chip", "neurons_per_chip", "synapses_per_chip",
-                                          "energy_pj"}
+        assert set(target.sources) >= {"neuro_cores_per_chip", "neurons_per_chip", "synapses_per_chip",
+                                       "energy_pj", "weight_bits", "state_bits", "graded_spike_bits"}
     with pytest.raises(LensNetDeployError, match="unknown target 'loihi9'"):
         load_target("loihi9")
 
@@ -111,6 +112,9 @@ def test_build_round_trip(tmp_path, micro_256):
     assert json.loads((out / "build.json").read_text())["chips"] == build.placement.chips
     again = load_build(out)
     assert again.summary() == build.summary()
+    assert [x.to_dict() for x in again.resources.layers] == [x.to_dict() for x in build.resources.layers]
+    assert again.placement.to_dict() == build.placement.to_dict()
+    assert again.energy.to_dict() == json.loads(json.dumps(build.energy.to_dict(), default=float))
     assert build.energy is not None and build.energy.paper_mj > 0
 
 
@@ -119,8 +123,8 @@ def test_activity_hand_computed():
 
     counts = {"s1": torch.tensor([0, 0, 4, 2]).view(1, 1, 2, 2).expand(1, 2, 2, 2).reshape(1, 2, 2, 2)}
     g = Graph(meta={"outputs": []})
-    g.add("input", "input", [], (2, 2, 2))
-    g.add("s1", "spike", ["input"], (2, 2, 2), D=4)
+    g.add("input", O.Input(), [], (2, 2, 2))
+    g.add("s1", I.IntSpike(D=4, theta=np.ones((2, 4))), ["input"], (2, 2, 2))
     (row,) = layer_activity(g, counts)
     assert row["mean_count"] == 1.5 and row["firing_rate"] == 0.375 and row["sparsity"] == 0.5
 
@@ -137,3 +141,32 @@ def test_deploy_says_what_is_missing(tmp_path, micro_256):
     assert sorted(p.name for p in (tmp_path / "build").iterdir()) == before
     with pytest.raises(LensNetDeployError, match="not a build folder"):
         deploy(tmp_path)
+
+
+def test_target_widths_reach_quantize(micro_256):
+    """A 4-bit weight target gives |W_int| ≤ 7 on every layer; the file's own widths say so too."""
+    import dataclasses
+
+    from lensnet_deploy.hardware.int_nir import from_int_nir
+
+    model = randomize_(LensNet(VARIANTS["lensnet-micro"]), seed=1).eval()
+    four = dataclasses.replace(load_target("loihi2"), weight_bits=4)
+    q = from_int_nir(quantize(export_nir(model, (64, 64)), target=four))
+    convs = q.of(I.IntConv)
+    assert len(convs) > 20 and max(int(abs(n.op.w_int).max()) for n in convs) == 7
+    assert q.integer["weight_bits"] == 4
+    eight = from_int_nir(quantize(export_nir(model, (64, 64))))
+    assert max(int(abs(n.op.w_int).max()) for n in eight.of(I.IntConv)) == 127
+
+
+def test_loihi1_refuses_graded_spikes_naming_the_first_layer(micro_256):
+    from lensnet_deploy.hardware.int_nir import from_int_nir
+
+    first = next(n.name for n in from_int_nir(micro_256) if isinstance(n.op, I.IntSpike))
+    with pytest.raises(DesignRuleError) as err:
+        compile(micro_256, target="loihi1", board="hala-point")
+    e = err.value
+    assert (e.layer, e.rule, e.limit, e.value) == (first, "graded_spike_bits", "binary spikes only",
+                                                   "3-bit spike counts (D = 4)")
+    assert str(e).startswith(f"layer {first}: design rule 'graded_spike_bits' broken")
+    assert e.exit_code == 3

@@ -11,24 +11,29 @@ counts of the PyTorch call it reproduces.
 
 from __future__ import annotations
 
-from ..ir import Graph, Node
+import dataclasses
 
-COMMUTING = {"maxpool": "global_max", "upsample": "upsample"}
+from ..ir import Graph, Node
+from ..ops import MaxPool, Spike, Upsample
+
+COMMUTING = {MaxPool: "global_max", Upsample: "upsample"}
 
 
 def commute_spike(graph: Graph) -> Graph:
     g = graph.copy()
-    for spike in g.of_op("spike"):
+    for spike in g.of(Spike):
         (src,) = spike.inputs
         pool = g.nodes[src]
-        if pool.op not in COMMUTING or len(g.consumers(src)) != 1:
+        if type(pool.op) not in COMMUTING or len(g.consumers(src)) != 1:
             continue
         (x,) = pool.inputs
-        view = {"op": COMMUTING[pool.op], **({"factor": pool.attrs["factor"]} if pool.op == "upsample" else {})}
-        moved = Node(f"{spike.name}.pre", "spike", [x], g.nodes[x].shape, dict(spike.attrs))
-        moved.attrs["sources"] = [{"call": s["call"], "views": [view, *s["views"]]} for s in spike.attrs["sources"]]
+        view = {"op": COMMUTING[type(pool.op)],
+                **({"factor": pool.op.factor} if isinstance(pool.op, Upsample) else {})}
+        op: Spike = spike.op  # type: ignore[assignment]
+        sources = [{"call": s["call"], "views": [view, *s["views"]]} for s in op.sources]
+        moved = Node(f"{spike.name}.pre", op.replace(sources=sources), [x], g.nodes[x].shape)
         g.insert_after(x, moved)
-        relay = Node(f"{pool.name}.spikes", pool.op, [moved.name], pool.shape, dict(pool.attrs))
+        relay = Node(f"{pool.name}.spikes", dataclasses.replace(pool.op), [moved.name], pool.shape)
         g.insert_after(moved.name, relay)
         g.rewire(spike.name, relay.name)
         del g.nodes[spike.name]

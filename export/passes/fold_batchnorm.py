@@ -10,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph
+from ..ops import BatchNorm
 from .conv_affine import fold_affine, producing_conv
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
     g = graph.copy()
-    for bn in g.of_op("batchnorm"):
+    for bn in g.of(BatchNorm):
         conv = producing_conv(g, bn)
-        a = bn.attrs
-        factor = a["weight"] / np.sqrt(a["var"] + a["eps"])
-        fold_affine(conv, factor, a["bias"] - a["mean"] * factor)
+        a: BatchNorm = bn.op  # type: ignore[assignment]
+        factor = a.weight / np.sqrt(a.var + a.eps)
+        fold_affine(conv, factor, a.bias - a.mean * factor)
         g.bypass(bn.name)
     return g

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ..ir import Graph
+from ..ops import Scale
 from .conv_affine import fold_affine, producing_conv
 
 
 def fold_layer_scale(graph: Graph) -> Graph:
     g = graph.copy()
-    for node in g.of_op("scale"):
-        fold_affine(producing_conv(g, node), node.attrs["scale"])
+    for node in g.of(Scale):
+        fold_affine(producing_conv(g, node), node.op.scale)  # type: ignore[attr-defined]
         g.bypass(node.name)
     return g

@@ -8,30 +8,34 @@ their own consumers.
 
 from __future__ import annotations
 
+from ...errors import GraphError
 from ..ir import Graph
+from ..ops import Attention, Conv, Gate, MaxPool, Spike, Upsample
 
-PASS_THROUGH = ("upsample", "maxpool")
+PASS_THROUGH = (Upsample, MaxPool)
 
 
 def _absorb(g: Graph, producer: str, factor: float) -> None:
     for c in g.consumers(producer):
-        if c.op == "conv":
-            c.attrs["weight"] = c.attrs["weight"] * factor
-        elif c.op == "attention" or (c.op == "gate" and c.inputs[1] == producer and c.inputs[0] != producer):
-            c.attrs["scale"] = c.attrs["scale"] * factor ** c.inputs.count(producer)
-        elif c.op in PASS_THROUGH:
+        op = c.op
+        if isinstance(op, Conv):
+            op.weight = op.weight * factor
+        elif isinstance(op, Attention) or (isinstance(op, Gate) and c.inputs[1] == producer
+                                           and c.inputs[0] != producer):
+            op.scale = op.scale * factor ** c.inputs.count(producer)
+        elif isinstance(op, PASS_THROUGH):
             _absorb(g, c.name, factor)
         else:
-            raise ValueError(f"{c.op} node {c.name} cannot absorb the spike scale of {producer}")
+            raise GraphError(f"{c.kind} node {c.name} cannot absorb the spike scale of {producer}")
 
 
 def fold_spike_scale(graph: Graph) -> Graph:
     g = graph.copy()
-    for spike in g.of_op("spike"):
-        factor = spike.attrs["out_scale"]
-        if factor != 1.0:
-            _absorb(g, spike.name, factor)
-            spike.attrs["out_scale"] = 1.0
+    for spike in g.of(Spike):
+        op: Spike = spike.op  # type: ignore[assignment]
+        if op.out_scale != 1.0:
+            _absorb(g, spike.name, op.out_scale)
+            op.out_scale = 1.0
     return g
 
 

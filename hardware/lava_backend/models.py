@@ -34,7 +34,7 @@ class _OpModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         args = [getattr(self, f"in{i}").recv().astype(np.int64) for i in range(self.arity)]
-        result = apply(self.proc_params["op"], args, self.proc_params["params"])
+        result = apply(self.proc_params["op"], args)
         self.value = result
         self.out.send(result)
 

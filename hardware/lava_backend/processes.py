@@ -21,9 +21,8 @@ class IntSource(AbstractProcess):
 
 
 class _IntOp(AbstractProcess):
-    def __init__(self, *, in_shapes: list[tuple], out_shape: tuple, op: str, params: dict,
-                 name: str | None = None) -> None:
-        super().__init__(in_shapes=in_shapes, out_shape=out_shape, op=op, params=params, name=name)
+    def __init__(self, *, in_shapes: list[tuple], out_shape: tuple, op: object, name: str | None = None) -> None:
+        super().__init__(in_shapes=in_shapes, out_shape=out_shape, op=op, name=name)
         for i, shape in enumerate(in_shapes):
             setattr(self, f"in{i}", InPort(shape=shape))
         self.out = OutPort(shape=out_shape)

@@ -1,0 +1,33 @@
+"""Constants and the input encoding of docs/integer_semantics.md, in one place.
+
+Target widths (weights, state, graded payloads) come from the target files
+(``targets``); what is here is fixed by the semantics document itself.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..normalization import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX, PIXEL_OFFSET
+
+VERSION = "docs/integer_semantics.md v0"
+WIDE_BITS = 64  # words of embedded cores and the host (global pool sums, the attention product)
+WIDE_MAX = 2 ** (WIDE_BITS - 2)  # what the quantiser allows a wide value to reach
+GATE_BITS = 12  # the sigmoid table's resolution: g in 0..2^12
+GATE_SHIFT = 16  # the gate's rounding shift r
+GATE_TABLE_BITS = 8  # table entries every 2^−8 in real units of z
+GATE_RANGE = 16.0  # |z| beyond which the sigmoid is saturated in the table
+
+
+def centred_pixels(images: torch.Tensor) -> torch.Tensor:
+    """The integer model's input: ``p − round(255·mean)`` (int64) of ImageNet-normalised images
+    made from uint8 files (``p = round((x·std + mean)·255)`` recovers them exactly)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    p = torch.round((images.double() * std + mean) * PIXEL_MAX).clamp(0, PIXEL_MAX).to(torch.int64)
+    return p - torch.tensor(PIXEL_OFFSET, dtype=torch.int64).view(1, 3, 1, 1)
+
+
+def count_bits(D: int) -> int:
+    """Payload bits of a spike count 0..D (a graded spike; 1 bit is a binary spike)."""
+    return max(1, int(D).bit_length())

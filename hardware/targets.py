@@ -1,0 +1,74 @@
+"""Target chips and boards, read from ``hardware/targets/*.json`` (each figure with its source).
+
+``load_target(name)`` gives a frozen :class:`Target`; ``quantize`` and
+``compile`` take their widths from it (weights, neuron state, graded-spike
+payloads), and the design rules (``rules``) check a graph against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import LensNetDeployError
+
+TARGET_DIR = Path(__file__).resolve().parent / "targets"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    neuro_cores_per_chip: int
+    embedded_cores_per_chip: int
+    neurons_per_core: int
+    neurons_per_chip: int
+    synapses_per_chip: int
+    weight_bits: int  # signed weight mantissa, sign included (8: −127..127 used symmetrically)
+    state_bits: int  # neuron state (membranes, joins)
+    graded_spike_bits: int  # payload of a graded spike; 0: binary spikes only
+    energy_pj: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def weight_max(self) -> int:
+        return 2 ** (self.weight_bits - 1) - 1
+
+    @property
+    def state_max(self) -> int:
+        return 2 ** (self.state_bits - 1) - 1
+
+    @property
+    def synapses_per_core(self) -> float:
+        return self.synapses_per_chip / self.neuro_cores_per_chip
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def known_targets() -> list[str]:
+    return sorted(p.stem for p in TARGET_DIR.glob("*.json") if p.stem != "boards")
+
+
+def load_target(target: str | Target) -> Target:
+    """A target by name (``loihi2``, ``loihi1``) or the object itself."""
+    if isinstance(target, Target):
+        return target
+    path = TARGET_DIR / f"{target}.json"
+    if not path.exists():
+        raise LensNetDeployError(f"unknown target {target!r} (known: {', '.join(known_targets())})")
+    data = json.loads(path.read_text())
+    fields = {f.name for f in dataclasses.fields(Target)}
+    return Target(**{k: v for k, v in data.items() if k in fields})
+
+
+def load_boards() -> dict[str, dict[str, Any]]:
+    return json.loads((TARGET_DIR / "boards.json").read_text())
+
+
+def board_capacity(board: dict[str, Any], target: Target) -> int:
+    """Neuro-cores of a board (Hala Point publishes fewer than chips × 128)."""
+    return int(board.get("neuro_cores", board["chips"] * target.neuro_cores_per_chip))

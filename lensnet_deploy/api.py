@@ -1,0 +1,170 @@
+"""The public integer pipeline on NIR artifacts: ``quantize``, ``prepare``, ``simulate``.
+
+float NIR ──quantize──► integer NIR ──prepare──► IntegerModel ──simulate(backend)──► SimResult
+                                                              └─compile(target, board)──► Build
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+import torch
+
+from .errors import LensNetDeployError
+from .export.from_nir import from_nir
+from .export.ir_exec import run_ir
+from .hardware.int_nir import to_int_nir
+from .hardware.model import BACKENDS, IntegerModel
+from .hardware.ops import IntSpike, SigmoidTable
+from .hardware.quantize import quantize_ir
+from .hardware.result import SimResult
+from .hardware.targets import Target
+
+QUANTIZE_OPTIONS = ("per_channel", "strict")
+
+__all__ = ["BACKENDS", "IntegerModel", "QuantizeReport", "SimResult", "prepare", "quantize", "quantize_with_report",
+           "simulate"]
+
+
+@dataclass
+class QuantizeReport:
+    """Per-layer bounds and SQNR; on calibration images: spike agreement with the float
+    model, saturation counts and (with masks) float vs integer SOD metrics."""
+
+    layers: list[dict]
+    spike_agreement: dict[str, float]
+    saturation: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def format(self, top: int = 8) -> str:
+        lines = ["layer                                              bits  SQNR dB   bound      observed"]
+        for row in sorted(self.layers, key=lambda r: -r["bound"] / r["limit"])[:top]:
+            sqnr = f"{row['sqnr_db']:7.1f}" if row.get("sqnr_db") is not None else "      -"
+            bits = row.get("weight_bits", row["bits"])
+            lines.append(f"{row['layer'][:50]:<50} {bits:>4} {sqnr} {row['bound']:>9,} "
+                         f"{row.get('observed', 0):>11,}")
+        if self.spike_agreement:
+            values = np.array(list(self.spike_agreement.values()))
+            lines.append(f"spike counts equal to the float model: mean {100 * values.mean():.2f} % of neurons "
+                         f"per layer (min {100 * values.min():.2f} %, {len(values)} layers)")
+        sat = self.saturation
+        if sat:
+            lines.append(f"saturation: {sat['weights_clipped']} weights clipped to int8; {sat['state_over_bound']} "
+                         f"membranes beyond the 24-bit proof (0 by construction)")
+        if "neurons" in sat:
+            lines.append(f"  neurons at the top count D: integer {sat['at_top_integer']:,}, float "
+                         f"{sat['at_top_float']:,} of {sat['neurons']:,}; sigmoid inputs beyond the gate table: "
+                         f"{sat['gate_beyond_table']} of {sat['gate_inputs']}")
+        if self.metrics:
+            from .metrics import format_table
+
+            lines.append(f"float vs integer on the {sat.get('images', '')} calibration images with masks:")
+            lines.append(format_table(self.metrics))
+        return "\n".join(lines)
+
+
+def quantize(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None, target: str | Target = "loihi2",
+             **options) -> nir.NIRGraph:
+    """Float lensnet NIR graph → integer NIR graph (docs/integer_semantics.md), within the
+    widths of ``target`` (a name or a ``Target``).
+
+    Options: ``per_channel`` (default True: one shift per channel of each
+    residual stream; False: one per stream) and ``strict`` (fail instead of
+    coarsening a stream to fit the state width). Shifts come from static
+    worst-case bounds, so the integer graph depends on the weights alone;
+    ``calibration_images`` matter for the report of ``quantize_with_report``
+    (observed maxima, spike agreement, saturations, metrics)."""
+    return quantize_with_report(graph, None, target=target, **options)[0]
+
+
+def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
+                         masks: list[np.ndarray] | None = None, batch_size: int = 2,
+                         target: str | Target = "loihi2", **options) -> tuple[nir.NIRGraph, QuantizeReport]:
+    """``quantize`` plus its report; ``masks`` (one per calibration image) add the float vs
+    integer SOD metrics. Images go through both models ``batch_size`` at a time (the float
+    model's every layer is kept for the spike comparison)."""
+    unknown = set(options) - set(QUANTIZE_OPTIONS)
+    if unknown:
+        raise LensNetDeployError(f"unknown quantize options: {', '.join(sorted(unknown))} "
+                                 f"(known: {', '.join(QUANTIZE_OPTIONS)})")
+    ir = from_nir(graph)
+    if masks is not None and (calibration_images is None or len(masks) != len(calibration_images)):
+        raise LensNetDeployError("masks need one calibration image each")
+    q, bounds = quantize_ir(ir, target=target, **options)
+    rows = [dict(r) for r in bounds.rows]
+    report = QuantizeReport(rows, {}, {"weights_clipped": sum(r.get("clipped", 0) for r in rows),
+                                       "state_over_bound": sum(r["bound"] > r["limit"] for r in rows)})
+    if calibration_images is not None:
+        _calibration_report(ir, IntegerModel(q), calibration_images, masks, batch_size, report)
+    return to_int_nir(q), report
+
+
+def _calibration_report(ir, model: IntegerModel, images: torch.Tensor, masks: list[np.ndarray] | None,
+                        batch_size: int, report: QuantizeReport) -> None:
+    """Observed maxima, spike agreement, saturations and metrics, batch by batch."""
+    from .metrics import METRIC_KEYS, SODMetrics
+    from .predict import saliency_map
+
+    q = model.ir
+    sigmoids = q.of(SigmoidTable)
+    gate_inputs = [n.inputs[0] for n in sigmoids]
+    spikes = [n.name for n in q.of(IntSpike)]
+    observed: dict[str, int] = {}
+    equal = dict.fromkeys(spikes, 0)
+    sat = dict(neurons=0, at_top_integer=0, at_top_float=0, gate_beyond_table=0, gate_inputs=0, images=len(images))
+    scores = {"float": SODMetrics(), "integer": SODMetrics()} if masks is not None else {}
+    p1 = ir.outputs()[0].name
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        run = model.fast(x, keep=gate_inputs, observe=True)
+        floats = run_ir(ir, x, keep=True)
+        for name, value in run.observed_max.items():
+            observed[name] = max(observed.get(name, 0), value)
+        for name in spikes:
+            counts, top = run.spike_counts[name].long(), q.nodes[name].op.D  # type: ignore[attr-defined]
+            reference = floats[name].round().long()
+            equal[name] += int((reference == counts).sum())
+            sat["neurons"] += counts.numel()
+            sat["at_top_integer"] += int((counts == top).sum())
+            sat["at_top_float"] += int((reference == top).sum())
+        for n in sigmoids:
+            op: SigmoidTable = n.op  # type: ignore[assignment]
+            idx = run.values[n.inputs[0]][:, :, 0, 0] >> torch.as_tensor(op.z_shift).view(1, -1)
+            beyond = (idx < torch.as_tensor(op.z_lo).view(1, -1)) | (idx > torch.as_tensor(op.z_hi).view(1, -1))
+            sat["gate_beyond_table"] += int(beyond.sum())
+            sat["gate_inputs"] += beyond.numel()
+        for i, mask in enumerate(masks[start:start + batch_size] if masks is not None else []):
+            scores["float"].step(saliency_map(floats[p1][i], mask.shape), mask)
+            scores["integer"].step(saliency_map(run.logits[0][i].float(), mask.shape), mask)
+    for row in report.layers:
+        row["observed"] = observed.get(row["layer"], 0)
+    per_image = {name: q.nodes[name].shape for name in spikes}
+    report.spike_agreement = {name: equal[name] / (len(images) * int(np.prod(per_image[name]))) for name in spikes}
+    report.saturation.update(sat)
+    if scores:
+        rows = {k: v.results() for k, v in scores.items()}
+        rows["Δ (int − float)"] = {k: rows["integer"][k] - rows["float"][k] for k in METRIC_KEYS}
+        report.metrics = rows
+
+
+def prepare(int_graph: IntegerModel | nir.NIRGraph) -> IntegerModel:
+    """Read and check an integer graph once; ``simulate`` and ``compile`` accept the result."""
+    return IntegerModel.of(int_graph)
+
+
+def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backend: str = "fast",
+             lava_synapses: str = "own") -> SimResult:
+    """Run an integer lensnet graph (a NIR graph or a prepared ``IntegerModel``) on ``images``
+    (ImageNet-normalised B×3×H×W).
+
+    ``fast``: exact integers carried in float32 (each node's type chosen from a
+    static bound); ``reference``: the int64 numpy oracle (slow, independent);
+    ``lava``: Lava's CPU simulator, one image at a time. All give the same integers.
+    """
+    if backend not in BACKENDS:
+        raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+    model = prepare(int_graph)
+    with torch.no_grad():
+        return model.simulate(images, backend, lava_synapses=lava_synapses)
