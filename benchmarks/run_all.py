@@ -2,8 +2,7 @@
 
 - export: full LENS-Net at 352² to a NIR file, time and peak memory (targets 60 s, 4 GB);
 - fast integer simulator vs float PyTorch forward, full LENS-Net at 352², batch 1 and 8 (target ≤ 1.5×);
-- Lava CPU simulation vs fast simulator, seconds per image and ratio;
-- convolutions in Lava: our fixed_pt process vs Lava's Sparse vs Lava's Conv, per layer.
+- the Loihi 2 network on Lava's CPU simulator: build time, steady-state seconds per image (tiny and full at 128²).
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ def main() -> None:
         print(f"== {script} ==", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *extra], check=True)
     print("== lava_benchmark.py ==", flush=True)
-    subprocess.run([sys.executable, str(HERE / "lava_benchmark.py")], check=True)
-    print("== lava_synapse_benchmark.py ==", flush=True)
-    subprocess.run([sys.executable, str(HERE / "lava_synapse_benchmark.py"), "--skip-model"], check=True)
+    subprocess.run([sys.executable, str(HERE / "lava_benchmark.py"), "--full"], check=True)
 
 
 if __name__ == "__main__":

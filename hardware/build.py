@@ -22,11 +22,13 @@ from ..errors import LensNetDeployError
 from ..export.ir import Graph
 from ..export.nir_io import read_nir, write_nir
 from .activity import layer_activity, plot_firing_rates
+from .audit import check_network
 from .energy import EnergyReport, estimate_energy
 from .model import IntegerModel
-from .resources import LayerResources, Placement, Resources, check_fits, layer_resources, place
+from .network import NetworkPlan, build_plan
+from .resources import LayerResources, Placement, Resources, check_fits, network_resources, place
 from .rules import check_design_rules
-from .targets import Target, load_boards, load_target
+from .targets import Target, board_capacity, load_boards, load_target
 
 
 def rescaled(graph: Graph, size: tuple[int, int]) -> Graph:
@@ -49,6 +51,8 @@ class Build:
     placement: Placement
     energy: EnergyReport | None = None
     activity: list[dict] | None = None
+    plan: NetworkPlan | None = None
+    network: dict | None = None  # the plan's description (network.json)
 
     @property
     def graph(self) -> nir.NIRGraph:
@@ -59,21 +63,35 @@ class Build:
         return self.model.ir
 
     def summary(self) -> dict[str, Any]:
+        network = self.network or {}
         return {"target": self.target.name, "board": self.board, "chips": self.placement.chips,
                 "cores": self.placement.cores, "lower_bound_chips": self.placement.lower_bound_chips,
                 "neurons": self.resources.neurons, "synapses": self.resources.synapses,
                 "shared_weights": self.resources.shared_weights,
-                "input_size": list(self.model.input_size)}
+                "input_size": list(self.model.input_size),
+                "processes": network.get("process_count"), "lava_library_processes": network.get("library_count"),
+                "neuro_core_synop_share": network.get("neuro_core_synop_share"),
+                "pipeline_depth": network.get("depth")}
 
     def table(self) -> str:
-        lines = [f"{'layer':<52}{'runs on':<20}{'neurons':>11}{'synapses':>14}{'cores':>7}{'ops':>14}"]
+        """Neuro-core processes with their neurons, synapses and cores; then every process off the
+        neuro-cores with where it runs and its work per image."""
+        lines = [f"{'process (neuro-cores)':<62}{'class':<11}{'neurons':>11}{'synapses':>14}{'cores':>7}"]
         for x in self.resources.layers:
-            lines.append(f"{x.name[:51]:<52}{x.placement:<20}{x.neurons:>11,}{x.synapses:>14,}{x.cores:>7}"
-                         f"{x.ops:>14,}")
+            if x.placement == "neuro-core":
+                lines.append(f"{x.name[:61]:<62}{x.kind:<11}{x.neurons:>11,}{x.synapses:>14,}{x.cores:>7}")
+        lines.append(f"{'process (off the neuro-cores)':<62}{'class':<13}{'runs on':<10}{'ops per image':>22}")
+        for x in self.resources.layers:
+            if x.placement != "neuro-core":
+                lines.append(f"{x.name[:61]:<62}{x.kind:<13}{x.placement:<10}{x.ops:>22,}")
         s = self.summary()
         lines.append(f"total: {s['neurons']:,} neurons, {s['synapses']:,} synapses ({s['shared_weights']:,} unique "
                      f"weights), {s['cores']:,} neuro-cores on {s['chips']} {self.target.name} chips "
                      f"(lower bound {s['lower_bound_chips']}), board {self.board}")
+        if s.get("processes"):
+            lines.append(f"network: {s['processes']} processes ({s['lava_library_processes']} Lava library processes "
+                         f"on neuro-cores), pipeline depth {s['pipeline_depth']} steps, neuro-core share of "
+                         f"synaptic operations {100 * s['neuro_core_synop_share']:.2f} %")
         return "\n".join(lines)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -85,6 +103,8 @@ class Build:
                           json.dumps([x.to_dict() for x in self.resources.layers], indent=1) + "\n")
         write_text_atomic(out / "resources.txt", self.table() + "\n")
         write_text_atomic(out / "placement.json", json.dumps(self.placement.to_dict(), indent=1) + "\n")
+        if self.network is not None:
+            write_text_atomic(out / "network.json", json.dumps(self.network, indent=1) + "\n")
         if self.energy is not None:
             write_text_atomic(out / "energy.json", json.dumps(self.energy.to_dict(), indent=1, default=float) + "\n")
             write_text_atomic(out / "energy.txt", self.energy.format() + "\n")
@@ -98,7 +118,8 @@ class Build:
 def compile_graph(int_graph: IntegerModel | nir.NIRGraph, target: str | Target = "loihi2",
                   board: str = "kapoho-point", images: torch.Tensor | None = None,
                   share_weights: bool = False) -> Build:
-    """Design rules, resources, placement and (with ``images``) energy of an integer graph on ``board``.
+    """Design rules, resources, placement and (with ``images``) energy of an integer graph on ``board``
+    (``"auto"``: the smallest board that holds it).
 
     Raises ``DesignRuleError`` when a layer breaks one of the target's rules and
     ``ResourceError`` when the board cannot hold it (naming the layer, the limit,
@@ -106,21 +127,38 @@ def compile_graph(int_graph: IntegerModel | nir.NIRGraph, target: str | Target =
     """
     spec = load_target(target)
     boards = load_boards()
-    if board not in boards:
-        raise LensNetDeployError(f"unknown board {board!r} (known: {', '.join(boards)})")
+    if board not in boards and board != "auto":
+        raise LensNetDeployError(f"unknown board {board!r} (known: auto, {', '.join(boards)})")
     model = IntegerModel.of(int_graph)
     ir = model.ir
     check_design_rules(ir, spec)
-    res = layer_resources(ir, spec, share_weights)
+    plan = build_plan(ir, spec)
+    check_network(plan, spec)  # the audit: every process within the chip's formats
+    res = network_resources(plan, spec, share_weights)
     placement = place(res, spec, share_weights)
+    if board == "auto":  # the smallest board that holds it
+        board = next((name for name, b in sorted(boards.items(), key=lambda kv: kv[1]["chips"])
+                      if board_capacity(b, spec) >= placement.cores), max(boards, key=lambda k: boards[k]["chips"]))
+    h0, w0 = model.input_size
     check_fits(res, placement, spec, board,
-               resize=lambda size: layer_resources(rescaled(ir, size), spec, share_weights))
+               resize=lambda size: network_resources(plan, spec, share_weights, size[0] * size[1] / (h0 * w0)),
+               exact=lambda size: network_resources(build_plan(rescaled(ir, size), spec), spec, share_weights))
     energy = activity = None
     if images is not None:
         counts = model.simulate(images).spike_counts
         energy = estimate_energy(ir, counts, spec)
         activity = layer_activity(ir, counts)
-    return Build(model, spec, board, res, placement, energy, activity)
+    return Build(model, spec, board, res, placement, energy, activity, plan, describe(plan))
+
+
+def describe(plan: NetworkPlan) -> dict:
+    """The readable description of the network a build folder keeps (network.json)."""
+    text = plan.describe()
+    text["process_count"] = len(plan.procs)
+    text["library_count"] = sum(p.library for p in plan.procs.values())
+    text["neuro_core_synop_share"] = plan.neuro_core_synop_share
+    text["placement"] = plan.placement
+    return text
 
 
 def load_build(folder: str | os.PathLike[str]) -> Build:
@@ -138,8 +176,9 @@ def load_build(folder: str | os.PathLike[str]) -> Build:
         energy = EnergyReport(**json.loads((folder / "energy.json").read_text())) \
             if (folder / "energy.json").exists() else None
         activity = json.loads((folder / "activity.json").read_text()) if (folder / "activity.json").exists() else None
+        network = json.loads((folder / "network.json").read_text()) if (folder / "network.json").exists() else None
         target, board = meta["target"], meta["board"]
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
         raise LensNetDeployError(f"{folder}: incomplete or damaged build folder ({err})") from None
     model = IntegerModel(read_nir(folder / "model.q.nir"))
-    return Build(model, load_target(target), board, Resources(layers), placement, energy, activity)
+    return Build(model, load_target(target), board, Resources(layers), placement, energy, activity, None, network)

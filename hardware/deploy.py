@@ -1,8 +1,10 @@
 """``deploy``: run a saved build on a Loihi 2 system through Lava's ``Loihi2HwCfg``.
 
-Needs Intel's non-public lava-loihi extension (and neuro-core ProcessModels
-for our processes, which only that extension can provide). Without it,
-``deploy`` says exactly what is missing; the build folder stays as written.
+The build holds the integer graph and the description of its network (``network.json``): the
+same Lava library processes that ``simulate(backend="lava")`` runs on the CPU, with ours on
+embedded cores and the host. Running it on a chip needs Intel's non-public lava-loihi
+extension (the neuro-core models of the library processes); without it, ``deploy`` says
+exactly what is missing and the build folder stays as written.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ def loihi2_available() -> tuple[bool, str]:
     from .. import lava_compat
 
     lava_compat.install()
-
     try:
         from lava.utils.system import Loihi2
     except ImportError as err:  # pragma: no cover - lava is part of the install
@@ -31,12 +32,18 @@ def loihi2_available() -> tuple[bool, str]:
 
 
 def deploy(build_dir: str | os.PathLike[str]) -> None:
-    """Check the build, then run it on the chip (when the system and its extension are present)."""
+    """Check the build, then build its network for the chip (when the system and its extension
+    are present)."""
     folder = Path(build_dir)
     build = load_build(folder)
     ok, why = loihi2_available()
+    processes = (build.network or {}).get("process_count", "?")
     if not ok:
         raise LensNetDeployError(f"cannot deploy {folder}: {why}; the build ({build.placement.chips} chips, "
-                                 f"{build.placement.cores:,} cores on {build.board}) is complete in {folder}")
-    raise LensNetDeployError(f"cannot deploy {folder}: neuro-core ProcessModels for the lensnet processes come "
-                             f"with Intel's lava-loihi extension and are not part of this tool yet")
+                                 f"{build.placement.cores:,} cores on {build.board}, {processes} Lava processes) "
+                                 f"is complete in {folder}, its network described in network.json")
+    from lava.magma.core.run_configs import Loihi2HwCfg  # noqa: F401  (the chip's run configuration)
+
+    raise LensNetDeployError(f"cannot deploy {folder}: the network's processes of ours (embedded cores, host) "
+                             f"have Python models only; running them beside the chip needs lava-loihi's "
+                             f"host/embedded runtime, which this tool has not been tried with")

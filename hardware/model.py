@@ -61,9 +61,9 @@ class IntegerModel:
 
         return FastSimulator(self.ir)
 
-    def simulate(self, images: torch.Tensor, backend: str = "fast", keep: bool = False,
-                 lava_synapses: str = "own") -> SimResult:
-        """Run ``images`` (ImageNet-normalised B×3×H×W) on ``backend``; ``keep`` returns every node's integers."""
+    def simulate(self, images: torch.Tensor, backend: str = "fast", keep: bool = False) -> SimResult:
+        """Run ``images`` (ImageNet-normalised B×3×H×W) on ``backend``; ``keep`` returns every node's
+        integers (the Lava network: every node it holds in a neuron or a process of ours)."""
         if backend not in BACKENDS:
             raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
         if backend == "fast":
@@ -72,18 +72,26 @@ class IntegerModel:
             from .reference import simulate_reference
 
             return simulate_reference(self.ir, images, keep=keep)
-        from .lava_sim import simulate_lava
+        return self.lava(capacity=len(images)).run(images, keep=keep)
 
-        runs = [simulate_lava(self.ir, img, keep=keep, synapses=lava_synapses) for img in images]
-        raw = tuple(torch.from_numpy(np.stack([r.raw[i] for r in runs])) for i in range(len(runs[0].raw)))
-        scales = [torch.as_tensor(o.op.real_scale).view(1, -1, 1, 1) for o in self.ir.outputs()]  # type: ignore
-        counts = {k: torch.from_numpy(np.stack([r.spike_counts[k] for r in runs]).astype(np.uint8))
-                  for k in runs[0].spike_counts}
-        values = {k: torch.from_numpy(np.stack([r.values[k] for r in runs])) for k in runs[0].values}
-        return SimResult(tuple(r.double() * s for r, s in zip(raw, scales)), raw, counts, values=values)
+    def lava(self, target: str = "loihi2", capacity: int = 8):
+        """The Loihi 2 network of this graph on Lava's CPU simulator, built once and kept (closed
+        when the program ends); a larger batch than it holds runs in several passes."""
+        from .lava_run import lava_network
 
-    def node_values(self, image: torch.Tensor, backend: str, lava_synapses: str = "own") -> dict[str, np.ndarray]:
+        net = self.__dict__.get("_lava")
+        if net is None:
+            net = self.__dict__["_lava"] = lava_network(self, target, capacity=max(1, capacity))
+        return net
+
+    def close(self) -> None:
+        """Stop the Lava network, if one runs."""
+        net = self.__dict__.pop("_lava", None)
+        if net is not None:
+            net.close()
+
+    def node_values(self, image: torch.Tensor, backend: str) -> dict[str, np.ndarray]:
         """Every node's integers for one image on ``backend``."""
         x = image if image.dim() == 4 else image[None]
-        run = self.simulate(x[:1], backend, keep=True, lava_synapses=lava_synapses)
+        run = self.simulate(x[:1], backend, keep=True)
         return {k: v[0].numpy() for k, v in run.values.items()}

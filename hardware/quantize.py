@@ -1,9 +1,12 @@
-"""Float IR → integer IR, following docs/integer_semantics.md (v0).
+"""Float IR → integer IR, following docs/integer_semantics.md (v1).
 
 Residual streams (sets of values joined by additions) share one power-of-two
 shift per channel; each is chosen as fine as the target's weights allow, then
-lowered until a static worst-case bound of every membrane fits the target's
-neuron state. The widths come from the target (``targets``).
+lowered until static worst-case bounds fit the target: every membrane (bias
+included) its neuron state, every synaptic sum a LIF neuron reads (bias
+excluded: Loihi adds the bias inside the neuron) the LIF input, every other
+synaptic sum a message. Widths and formats come from the target (``targets``);
+a spike whose thresholds no LIF process can hold is a ``DesignRuleError``.
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import GraphError, LensNetDeployError
+from ..errors import DesignRuleError, GraphError, LensNetDeployError
 from ..export import ops as O
 from ..export.ir import Graph, Node
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAGNITUDE, PIXEL_OFFSET
 from . import ops as I
+from .loihi import clamped_thresholds, lif_layout
 from .semantics import GATE_BITS, GATE_RANGE, GATE_SHIFT, GATE_TABLE_BITS, VERSION, WIDE_MAX
 from .targets import Target, load_target
 
 MIN_SHIFT = -8  # a stream coarser than 2^8 per step means the model cannot be represented
+
 
 
 class QuantizationError(LensNetDeployError):
@@ -101,6 +106,31 @@ class _Quantizer:
         self.groups = _groups(self.g)
         self.ideal = {n.name: self._ideal_shift(n.op.weight) for n in self.g.of(O.Conv)}  # type: ignore
         self.shift: dict[str, np.ndarray] = {}  # per stream root
+        self.syn_bound: dict[str, np.ndarray] = {}  # per member: bound of the synaptic sum (no bias)
+        self.bias_sum: dict[str, np.ndarray] = {}  # per member: the biases its membrane adds to that sum
+
+    def stream_biases(self, names: list[str], s: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            n = self.g.nodes[name]
+            if isinstance(n.op, O.Conv):
+                out[name] = self.bias(name, s)
+            elif isinstance(n.op, O.Add):
+                out[name] = sum(out[i] for i in n.inputs)
+            else:
+                out[name] = np.zeros(n.shape[0], dtype=np.int64)
+        return out
+
+    def check_lif(self, name: str, op: I.IntSpike) -> None:
+        """The thresholds of a spike on a membrane must fit LIF processes (``loihi.lif_groups``)."""
+        src = self.g.nodes[name].inputs[0]
+        if src not in self.syn_bound:
+            return  # a spike on a wide value runs on an embedded core
+        if lif_layout(op.theta, self.bias_sum[src], self.syn_bound[src], self.t) is None:
+            T = clamped_thresholds(op.theta - self.bias_sum[src][:, None], self.syn_bound[src])
+            worst = int(np.abs(T).max())
+            raise DesignRuleError(name, "lif_threshold", f"vth 0..{self.t.vth_max} with 13-bit offsets",
+                                  f"a threshold of {worst:,} on the synaptic input")
 
     def _ideal_shift(self, weight: np.ndarray) -> np.ndarray:
         """Per output channel, the largest t with max|W·2^t| ≤ the weight maximum (0 for a zero channel)."""
@@ -128,21 +158,42 @@ class _Quantizer:
     def gate_mult(self, op: O.Gate, shift: np.ndarray) -> np.ndarray:
         return np.rint(op.scale * np.exp2(shift + GATE_SHIFT - GATE_BITS)).astype(np.int64)
 
-    def member_bounds(self, names: list[str], s: np.ndarray) -> dict[str, np.ndarray]:
-        bounds: dict[str, np.ndarray] = {}
+    def member_bounds(self, names: list[str], s: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per member: the bound of its membrane (bias included) and of its synaptic sum (bias excluded)."""
+        full: dict[str, np.ndarray] = {}
+        syn: dict[str, np.ndarray] = {}
         for name in names:
             n = self.g.nodes[name]
             if isinstance(n.op, O.Conv):
                 e = self.exponent(name, s)
                 w = self.weights(name, s)
-                bounds[name] = (np.abs(w).reshape(n.shape[0], -1).sum(axis=1) * _input_max(self.g, name) * 2**e
-                                + np.abs(self.bias(name, s)))
+                syn[name] = np.abs(w).reshape(n.shape[0], -1).sum(axis=1) * _input_max(self.g, name) * 2**e
+                full[name] = syn[name] + np.abs(self.bias(name, s))
             elif isinstance(n.op, O.Add):
-                bounds[name] = sum(bounds[i] for i in n.inputs)
+                full[name] = sum(full[i] for i in n.inputs)
+                syn[name] = sum(syn[i] for i in n.inputs)
             elif isinstance(n.op, O.Gate):
                 top = (2**GATE_BITS) * _count_max(self.g, n.inputs[1]) * np.abs(self.gate_mult(n.op, s))
-                bounds[name] = np.floor((top + 2 ** (GATE_SHIFT - 1)) / 2**GATE_SHIFT)
-        return bounds
+                full[name] = syn[name] = np.floor((top + 2 ** (GATE_SHIFT - 1)) / 2**GATE_SHIFT)
+        return full, syn
+
+    def lif_shift_max(self, names: list[str]) -> int:
+        """The finest shift at which the D thresholds of a spike, ``(k − ½)·2^s``, still fit one LIF
+        process: (D − 1)·2^s within the offsets one ``vth`` reaches (even offsets, bias_exp 7)."""
+        spread = 2 * (2 * (self.t.bias_mant_max + 1)) - 2  # 16382
+        D = max((c.op.D for m in names for c in self.g.consumers(m) if isinstance(c.op, O.Spike)), default=1)
+        return int(np.floor(np.log2(spread / max(1, D - 1)))) if D > 1 else 62
+
+    def lif_read(self, name: str) -> bool:
+        return any(isinstance(c.op, O.Spike) for c in self.g.consumers(name))
+
+    def synaptic_limit(self, name: str) -> int:
+        """What a LIF neuron reads (the synaptic sum and, when Loihi delivers the bias as synapses,
+        the bias: at most the membrane's bound) must fit its input; any other sum a message."""
+        return self.t.lif_input_max if self.lif_read(name) else self.t.message_max
+
+    def lif_input_bound(self, name: str, full: np.ndarray, syn: np.ndarray) -> np.ndarray:
+        return full if self.lif_read(name) else syn
 
     def choose_shifts(self, strict: bool) -> QuantReport:
         """1) per channel, the finest shift any member convolution's weights allow (members with larger
@@ -158,25 +209,37 @@ class _Quantizer:
             convs = [m for m in names if isinstance(self.g.nodes[m].op, O.Conv)]
             s = np.max(np.stack([self.ideal[c] for c in convs]), axis=0) if convs else np.zeros(
                 self.g.nodes[root].shape[0], dtype=np.int64)
+            s = np.minimum(s, self.lif_shift_max(names))
             if not self.per_channel:
                 s = np.full_like(s, s.min())
+            syn_limits = {m: self.synaptic_limit(m) for m in names}
             for _ in range(40):
-                bounds = self.member_bounds(names, s)
-                over = np.max(np.stack(list(bounds.values())), axis=0) > limit
+                bounds, syn = self.member_bounds(names, s)
+                over_state = np.stack([bounds[m] > limit for m in names]).any(axis=0)
+                over_syn = np.stack([self.lif_input_bound(m, bounds[m], syn[m]) > syn_limits[m]
+                                     for m in names]).any(axis=0)
+                over = over_state | over_syn
                 if not over.any():
                     break
                 if strict:
-                    layer = max(bounds, key=lambda m: bounds[m].max())
-                    raise QuantizationError(f"{layer}: worst case {int(bounds[layer].max()):,} exceeds "
-                                            f"{self.t.state_bits}-bit state at the precision its weights allow "
-                                            f"(strict)")
+                    ratios = {m: max(bounds[m].max() / limit,
+                                     self.lif_input_bound(m, bounds[m], syn[m]).max() / syn_limits[m]) for m in names}
+                    layer = max(ratios, key=ratios.__getitem__)
+                    what = (f"worst case {int(bounds[layer].max()):,} exceeds {self.t.state_bits}-bit state"
+                            if bounds[layer].max() > limit else
+                            f"synaptic input {int(self.lif_input_bound(layer, bounds[layer], syn[layer]).max()):,} "
+                            f"exceeds {syn_limits[layer]:,}")
+                    raise QuantizationError(f"{layer}: {what} at the precision its weights allow (strict)")
                 s = s - (over.astype(np.int64) if self.per_channel else 1)
                 if (s < MIN_SHIFT).any():
                     raise QuantizationError(f"stream {root}: no shift keeps it within {self.t.state_bits} bits")
             self.shift[root] = s
+            self.syn_bound.update(syn)
+            self.bias_sum.update(self.stream_biases(names, s))
             for m in names:
                 report.rows.append({"layer": m, "op": self.g.nodes[m].kind, "bound": int(bounds[m].max()),
-                                    "limit": limit, "bits": self.t.state_bits, "min_shift": int(s.min()),
+                                    "limit": limit, "bits": self.t.state_bits, "synaptic_bound": int(syn[m].max()),
+                                    "synaptic_limit": syn_limits[m], "min_shift": int(s.min()),
                                     "max_shift": int(s.max())})
         return report
 
@@ -233,7 +296,9 @@ class _Quantizer:
             return I.IntConv(w_int=w_int, b_int=self.bias(n.name, s), exp=exp, shift=s, stride=op.stride,
                              padding=op.padding, groups=op.groups)
         if isinstance(op, O.Spike):
-            return I.IntSpike(D=op.D, theta=self.thresholds(n.inputs[0], op.D), sources=op.sources)
+            spike = I.IntSpike(D=op.D, theta=self.thresholds(n.inputs[0], op.D), sources=op.sources)
+            self.check_lif(n.name, spike)
+            return spike
         if isinstance(op, O.AvgPool):
             src = self.g.nodes[n.inputs[0]]
             bound = src.shape[1] * src.shape[2] * report_rows[src.name]["bound"]

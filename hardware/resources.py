@@ -1,34 +1,29 @@
-"""Loihi resource model: neurons, synapses and cores per layer, placement on chips, boards.
+"""Loihi resource model of a network plan: neurons, synapses and cores per process, placement
+on chips, boards.
 
-Neuro-cores hold the multi-spike neuron layers and the residual joins (relay
-neurons that forward their membrane as a graded spike); every convolution's
-synapses live on the cores of the layer it feeds. What a neuro-core cannot
-do runs on the chip's embedded x86 cores (global pooling, the attention
-product, the sigmoid table, the gate) or the host (the bilinear head resize,
-reading the logits). Placement is a documented heuristic: layers take whole
-cores in graph order; it is compared with the lower bound of a perfect
-packing (total neurons and synapses over per-chip capacity).
+Counted from exactly the processes of the Loihi 2 network (``network.build_plan``): every
+neuron process on neuro-cores (LIF planes, graded relays) with the synapses that end in it
+(stored on its cores: a ``Conv``'s connections without weight sharing, or its kernel with
+``share_weights``; a ``Sparse``'s non-zero weights); every process of ours on an embedded core
+or the host with its work per image. Placement is a documented heuristic: processes take
+whole cores in plan order; it is compared with the lower bound of a perfect packing (total
+neurons and synapses over per-chip capacity).
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import LensNetDeployError, ResourceError
-from ..export import ops as O
-from ..export.ir import Graph, Node
-from . import ops as I
-from .energy import attention_ops
+from .network import NetworkPlan
 from .targets import Target, board_capacity, load_boards
 
-# what a neuro-core cannot compute, and where it runs instead
-OFF_CORE: dict[type[O.Op], str] = {I.SumPool: "embedded", O.MaxPool: "embedded", I.IntAttention: "embedded",
-                                   I.SigmoidTable: "embedded", I.IntGate: "embedded",
-                                   O.Upsample: "neuro-core fan-out", I.IntBilinear: "host"}
+NEURONS = ("LIFReset", "GradedVec")
 
 
 @dataclass
@@ -68,51 +63,47 @@ class Resources:
         return sum(x.cores for x in self.layers)
 
 
-def _conv_synapses(n: Node) -> tuple[int, int, int]:
-    """(synapses without sharing, unique weights, fan-in) of a convolution."""
-    w = n.op.w_int  # type: ignore[attr-defined]
-    fan_in = int(np.prod(w.shape[1:]))
-    out = int(np.prod(n.shape))
-    return out * fan_in, int(w.size), fan_in
+def _spatial(shape) -> bool:
+    return len(shape) == 3 and int(shape[1]) * int(shape[2]) > 1
 
 
-def layer_resources(graph: Graph, target: Target, share_weights: bool = False) -> Resources:
-    """Per-layer neurons, synapses and cores of ``graph`` on ``target``."""
-    per_core_syn = target.synapses_per_core
+def network_resources(plan: NetworkPlan, target: Target, share_weights: bool = False,
+                      area: float = 1.0) -> Resources:
+    """Per process: neurons, synapses and cores (neuro-cores), or work per image (elsewhere).
+    ``area``: the counts of another input size, as the ratio of its area to the plan's (the
+    processes stay; what spans the image grows with it): a fast estimate for board fitting."""
+    into: dict[str, list[str]] = defaultdict(list)
+    source: dict[str, str] = {}
+    for link in plan.links:
+        if plan.procs[link.src].kind in ("Conv", "Sparse", "DelaySparse"):
+            into[link.dst].append(link.src)
+        if plan.procs[link.dst].kind in ("Conv", "Sparse", "DelaySparse"):
+            source[link.dst] = link.src
+
+    def grows(name: str) -> float:
+        return area if _spatial(plan.procs[name].params.get("shape", ())) else 1.0
+
     res = Resources()
-    neuron_layers = (I.IntSpike, O.Add)
-    for n in graph:
-        conv = isinstance(n.op, I.IntConv)
-        if isinstance(n.op, neuron_layers) or (conv and all(not isinstance(c.op, neuron_layers)
-                                                            for c in graph.consumers(n.name))):
-            kind = "spike" if isinstance(n.op, I.IntSpike) else "relay"
-            layer = LayerResources(n.name, kind, neurons=int(np.prod(n.shape)))
-            sources = [n] if conv else [graph.nodes[i] for i in n.inputs]
-            for src in sources:
-                if isinstance(src.op, I.IntConv):
-                    syn, shared, fan_in = _conv_synapses(src)
-                else:  # 1:1 from a relay, a spike layer or an embedded core
-                    syn, shared, fan_in = layer.neurons, 1, 1
-                layer.synapses += syn
-                layer.shared_weights += shared
-                layer.fan_in += fan_in
-            stored = layer.shared_weights if share_weights else layer.synapses
-            layer.cores = max(math.ceil(layer.neurons / target.neurons_per_core),
-                              math.ceil(stored / per_core_syn), 1)
-            res.layers.append(layer)
-        elif type(n.op) in OFF_CORE:
-            numel = int(np.prod(graph.nodes[n.inputs[0]].shape))
-            res.layers.append(LayerResources(n.name, n.kind, placement=OFF_CORE[type(n.op)],
-                                             ops=_op_work(graph, n, numel)))
+    for p in plan.procs.values():
+        if p.kind in NEURONS:
+            row = LayerResources(p.name, p.kind, neurons=math.ceil(p.neurons * grows(p.name)))
+            for s in into[p.name]:
+                syn = plan.procs[s]
+                src = source.get(s)
+                scale = max(grows(src) if src else 1.0, grows(p.name))
+                row.synapses += math.ceil(syn.synops * scale)
+                if syn.kind == "Conv":
+                    row.shared_weights += int(np.count_nonzero(syn.params["weight"]))
+                else:
+                    row.shared_weights += math.ceil(int(syn.params["weights"].nnz) * scale)
+                row.fan_in += 1
+            stored = row.shared_weights if share_weights else row.synapses
+            row.cores = max(math.ceil(row.neurons / target.neurons_per_core),
+                            math.ceil(stored / target.synapses_per_core), 1)
+            res.layers.append(row)
+        elif p.placement != "neuro-core":
+            res.layers.append(LayerResources(p.name, p.kind, placement=p.placement, ops=p.work))
     return res
-
-
-def _op_work(graph: Graph, n: Node, numel: int) -> int:
-    if isinstance(n.op, I.IntAttention):
-        return attention_ops(graph, n.name)
-    if isinstance(n.op, I.IntBilinear):
-        return 4 * int(np.prod(n.shape))
-    return numel
 
 
 @dataclass
@@ -162,7 +153,7 @@ def place(res: Resources, target: Target, share_weights: bool = False) -> Placem
 
 
 def check_fits(res: Resources, placement: Placement, target: Target, board_name: str,
-               resize=None) -> None:
+               resize=None, exact=None) -> None:
     """Raise ResourceError naming the first layer that overflows ``board_name``, the smallest
     board that holds the model and (with ``resize(size) -> Resources``) the largest input that fits."""
     boards = load_boards()
@@ -186,16 +177,33 @@ def check_fits(res: Resources, placement: Placement, target: Target, board_name:
                f"{culprit.cores} cores) passes the limit at core {used:,}")
     message += f"; smallest board that holds it: {fits[0]}" if fits else "; no listed board holds it"
     if resize is not None:
-        largest = largest_input(resize, target, capacity)
+        largest = largest_input(resize, target, capacity, exact=exact)
         message += f"; largest input that fits {board_name}: {largest[0]}x{largest[1]}" if largest else \
             f"; no input size fits {board_name}"
     raise ResourceError(message)
 
 
-def largest_input(resize, target: Target, capacity: int, start: int = 1024) -> tuple[int, int] | None:
-    """Largest square input (multiple of 16) whose placement fits ``capacity`` cores."""
-    for side in range(start, 15, -16):
-        r = resize((side, side))
-        if place(r, target).cores <= capacity:
-            return side, side
-    return None
+def largest_input(resize, target: Target, capacity: int, start: int = 1024,
+                  exact=None) -> tuple[int, int] | None:
+    """Largest square input (multiple of 16) whose placement fits ``capacity`` cores: a binary
+    search on the ``resize`` estimate, then settled with ``exact(size) -> Resources`` (a real
+    network of that size) one step of 16 at a time."""
+    def fits(side: int, fn) -> bool:
+        return side >= 16 and place(fn((side, side)), target).cores <= capacity
+
+    lo, hi = 0, start // 16  # sides 16·k: k = lo fits (0: none), k = hi + 1 does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(16 * mid, resize):
+            lo = mid
+        else:
+            hi = mid - 1
+    side = 16 * lo
+    if exact is not None:
+        if side and not fits(side, exact):
+            while side >= 16 and not fits(side, exact):
+                side -= 16
+        else:
+            while side + 16 <= start and fits(side + 16, exact):
+                side += 16
+    return (side, side) if side >= 16 else None

@@ -30,6 +30,17 @@ class Target:
     weight_bits: int  # signed weight mantissa, sign included (8: −127..127 used symmetrically)
     state_bits: int  # neuron state (membranes, joins)
     graded_spike_bits: int  # payload of a graded spike; 0: binary spikes only
+    # fixed-point formats of the neuro-core processes (Lava's bit-accurate models)
+    lif_input_bits: int = 18  # signed synaptic input of a LIF neuron (shifted left by act_shift into u)
+    act_shift: int = 6  # a_in << 6 and vth << 6
+    vth_bits: int = 17  # unsigned threshold mantissa, one per process
+    bias_mant_bits: int = 13  # signed per-neuron bias mantissa
+    bias_exp_bits: int = 3  # unsigned per-neuron bias exponent
+    weight_exp_min: int = -8
+    weight_exp_max: int = 7
+    max_delay: int = 63  # synaptic delay of DelaySparse
+    conv_param_max: int = 127  # int8 groups, stride, padding, kernel of Lava's Conv
+    message_bits: int = 24  # payload of a message from a neuro-core
     energy_pj: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -40,6 +51,26 @@ class Target:
     @property
     def state_max(self) -> int:
         return 2 ** (self.state_bits - 1) - 1
+
+    @property
+    def lif_input_max(self) -> int:
+        return 2 ** (self.lif_input_bits - 1) - 1
+
+    @property
+    def vth_max(self) -> int:
+        return 2**self.vth_bits - 1
+
+    @property
+    def bias_mant_max(self) -> int:
+        return 2 ** (self.bias_mant_bits - 1) - 1
+
+    @property
+    def bias_exp_max(self) -> int:
+        return 2**self.bias_exp_bits - 1
+
+    @property
+    def message_max(self) -> int:
+        return 2 ** (self.message_bits - 1) - 1
 
     @property
     def synapses_per_core(self) -> float:

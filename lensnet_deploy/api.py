@@ -154,17 +154,18 @@ def prepare(int_graph: IntegerModel | nir.NIRGraph) -> IntegerModel:
     return IntegerModel.of(int_graph)
 
 
-def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backend: str = "fast",
-             lava_synapses: str = "own") -> SimResult:
+def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backend: str = "fast") -> SimResult:
     """Run an integer lensnet graph (a NIR graph or a prepared ``IntegerModel``) on ``images``
     (ImageNet-normalised B×3×H×W).
 
     ``fast``: exact integers carried in float32 (each node's type chosen from a
     static bound); ``reference``: the int64 numpy oracle (slow, independent);
-    ``lava``: Lava's CPU simulator, one image at a time. All give the same integers.
+    ``lava``: the Loihi 2 network of Lava library processes (``lava_network``) on Lava's CPU
+    simulator, images streamed through it one per step; pass a prepared ``IntegerModel`` to
+    keep the network between calls. All give the same integers.
     """
     if backend not in BACKENDS:
         raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     model = prepare(int_graph)
     with torch.no_grad():
-        return model.simulate(images, backend, lava_synapses=lava_synapses)
+        return model.simulate(images, backend)

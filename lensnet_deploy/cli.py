@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import ISSUES_URL, LensNetDeployError
-from .hardware.lava_synapses import SYNAPSE_ROUTES
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_RESOURCE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -198,9 +197,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = _read_integer(args.graph)
     files = list_images(args.images)
     out = check_output_dir(args.out, args.images)
-    write_maps(files, model.input_size, out,
-               lambda x: model.simulate(x, args.backend, lava_synapses=args.lava_synapses).logits[0],
-               args.batch_size, lambda g, n: batch_bar(g, n, f"simulate ({args.backend})"))
+    # the Lava network takes one image per step: larger batches spend fewer steps filling it
+    batch = args.batch_size or (16 if args.backend == "lava" else 8)
+    try:
+        write_maps(files, model.input_size, out, lambda x: model.simulate(x, args.backend).logits[0], batch,
+                   lambda g, n: batch_bar(g, n, f"simulate ({args.backend})"))
+    finally:
+        model.close()
     print(f"wrote {len(files)} saliency maps from the integer model ({args.backend} backend) to {out}")
     return EXIT_OK
 
@@ -233,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif checkpoint is None or images is None:
         raise LensNetDeployError("give both CKPT_OR_NAME and --images, or neither for the bundled default")
     run_pipeline(checkpoint, images, gt, args.output, board=args.board, target=args.target,
-                 log=lambda s: print(s, flush=True))
+                 log=lambda s: print(s, flush=True), backend=args.backend)
     return EXIT_OK
 
 
@@ -249,13 +252,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for name in (a_name, b_name):
         if name not in BACKENDS:
             raise LensNetDeployError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
-    order = model.layer_order
-    for path, image in zip(files, x):
-        a = model.node_values(image, a_name, args.lava_synapses)
-        b = model.node_values(image, b_name, args.lava_synapses)
+    try:
+        values = {name: model.simulate(x, name, keep=True).values for name in (a_name, b_name)}
+    finally:
+        model.close()
+    order = [n for n in model.layer_order if n in values[a_name] and n in values[b_name]]
+    for i, path in enumerate(files):
+        a = {k: v[i].numpy() for k, v in values[a_name].items()}
+        b = {k: v[i].numpy() for k, v in values[b_name].items()}
         found = first_difference(a, b, order)
         if found is None:
-            print(f"{path.name}: {a_name} and {b_name} equal on all {len(order)} layers")
+            print(f"{path.name}: {a_name} and {b_name} equal on all {len(order)} layers both hold")
         else:
             name, count = found
             print(f"{path.name}: first difference at layer {name} ({count:,} values differ)")
@@ -269,9 +276,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     deploy(args.build)
     return EXIT_OK
 
-
-SYNAPSE_HELP = ("lava backend: convolutions in our fixed_pt process (own, one step) or in Lava's Sparse/Conv "
-                "processes (one step of latency each; the run lasts until every layer settled)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,17 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run an integer NIR graph bit-exactly on a folder of images")
     p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
-    p.add_argument("--backend", choices=("fast", "reference", "lava"), default="fast")
-    p.add_argument("--lava-synapses", choices=SYNAPSE_ROUTES, default="own", help=SYNAPSE_HELP)
+    p.add_argument("--backend", choices=("fast", "reference", "lava"), default="fast",
+                   help="fast simulator, int64 reference, or the Loihi 2 network on Lava's CPU simulator")
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, help="images per batch (default 8; lava 16: one pipeline fill each)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("compile", help="resources, placement and energy on a Loihi target and board")
     p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
     p.add_argument("--target", default="loihi2", help="loihi2 or loihi1")
-    p.add_argument("--board", default="kapoho-point", help="oheo-gulch (1 chip), kapoho-point (8), hala-point (1152)")
+    p.add_argument("--board", default="kapoho-point",
+                   help="oheo-gulch (1 chip), kapoho-point (8), hala-point (1152), auto (the smallest that holds it)")
     p.add_argument("-o", "--output", required=True, type=Path, help="build folder")
     p.add_argument("--images", type=Path, help="images to measure spike counts for the energy report")
     p.add_argument("--count", type=int, default=8, help="how many of --images (default 8)")
@@ -341,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", type=Path, help="folder of ground-truth masks (metrics float vs integer)")
     p.add_argument("-o", "--output", type=Path, default=Path("out/run"), help="output folder (default out/run)")
     p.add_argument("--target", default="loihi2")
-    p.add_argument("--board", default="kapoho-point")
+    p.add_argument("--board", default="auto", help="board to compile for (default: the smallest that holds the model)")
+    p.add_argument("--backend", choices=("fast", "lava"), default="fast",
+                   help="integer maps from the fast simulator or from the Loihi 2 network on Lava's CPU simulator")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("deploy", help="run a saved build on a Loihi 2 system (needs Intel's lava-loihi)")
@@ -354,7 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
     p.add_argument("--backends", nargs=2, default=["fast", "lava"], metavar=("A", "B"),
                    choices=("fast", "reference", "lava"))
-    p.add_argument("--lava-synapses", choices=SYNAPSE_ROUTES, default="own", help=SYNAPSE_HELP)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")

@@ -37,8 +37,8 @@ def _step(name: str, outputs: list[Path], inputs: list[Path], work: Callable[[],
     work()
 
 
-def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, board: str = "kapoho-point",
-                 target: str = "loihi2", log: Callable[[str], None] = print) -> dict:
+def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, board: str = "auto",
+                 target: str = "loihi2", log: Callable[[str], None] = print, backend: str = "fast") -> dict:
     """Run every step into ``out``; returns the summary written to ``out/summary.json``."""
     from . import compile as compile_build
     from . import export_nir, load_lensnet, prepare, quantize
@@ -84,10 +84,16 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
         return prepared["model"]
 
     def do_int_maps() -> None:
-        write_maps(files, size, out / "maps" / "integer", lambda x: integer_model().simulate(x).logits[0])
+        # the Lava network takes one image per step: one batch fills its pipeline once
+        batch = len(files) if backend == "lava" else 8
+        try:
+            write_maps(files, size, out / "maps" / "integer",
+                       lambda x: integer_model().simulate(x, backend).logits[0], batch)
+        finally:
+            integer_model().close()
 
-    _step("integer simulation (fast)", [out / "maps" / "integer" / f"{p.stem}.png" for p in files], [int_nir],
-          do_int_maps, log)
+    _step(f"integer simulation ({backend})", [out / "maps" / "integer" / f"{p.stem}.png" for p in files],
+          [int_nir], do_int_maps, log)
 
     def do_compile() -> None:
         x = torch.stack([normalize(read_image(p), size) for p in files[:8]])
@@ -103,9 +109,11 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
 
         _step("evaluate", [out / "metrics.json"], [out / "maps" / "float", out / "maps" / "integer"], do_metrics, log)
         metrics = json.loads((out / "metrics.json").read_text())
-    summary = {"checkpoint": str(checkpoint), "input_size": list(size), "images": len(files), "board": board,
-               "target": target, "metrics": metrics,
-               "build": json.loads((out / "build" / "build.json").read_text())}
+    build_info = json.loads((out / "build" / "build.json").read_text())
+    summary = {"checkpoint": str(checkpoint), "input_size": list(size), "images": len(files),
+               "board": build_info["board"],
+               "target": target, "backend": backend, "metrics": metrics,
+               "build": build_info}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     from .report import write_report
 

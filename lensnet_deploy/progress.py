@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sized
 from typing import TypeVar
 
 from tqdm import tqdm
+
+# tqdm's default lock is a multiprocessing lock: creating one fixes the multiprocessing start
+# method, and Lava, imported later, then fails setting its own ('context has already been set')
+tqdm.set_lock(threading.RLock())
 
 T = TypeVar("T")
 

@@ -29,7 +29,11 @@ class Builder:
         c_in, h, w = self.g.nodes[src].shape
         r = self.rng
         oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
-        op = I.IntConv(w_int=r.integers(-127, 128, (c_out, c_in // groups, k, k)), exp=int(r.integers(0, 3)),
+        # v1: what a LIF neuron reads stays below 2^17 (here 2^16, so that two branches may join)
+        x_max = 152 if isinstance(self.g.nodes[src].op, O.Input) else self.D
+        exp = int(r.integers(0, 3))
+        w_max = int(max(1, min(127, 2**16 // (c_in // groups * k * k * x_max * 2**exp))))
+        op = I.IntConv(w_int=r.integers(-w_max, w_max + 1, (c_out, c_in // groups, k, k)), exp=exp,
                        b_int=r.integers(-400, 400, c_out), stride=(stride, stride), padding=(k // 2, k // 2),
                        groups=groups)
         return self.g.add(self.name("conv"), op, [src], (c_out, oh, ow))

@@ -101,7 +101,9 @@ def test_integer_model_tracks_the_float_model(micro_int):
     from lensnet_deploy.export.ir_exec import run_ir
 
     float_counts = run_ir(graph, x, keep=True)[first].round().long()
-    assert float((float_counts == run.spike_counts[first]).double().mean()) > 0.99
+    # v1: what a LIF neuron reads stays below 2^17, so the first layer (pixels × 7×7×3 weights) is coarser
+    # than v0's 2^23 (measured 97.0 % of its spike counts equal, v0 > 99 %)
+    assert float((float_counts == run.spike_counts[first]).double().mean()) > 0.96
     corr = torch.corrcoef(torch.stack([run.logits[0].flatten(), ref[0].double().flatten()]))[0, 1]
     assert float(corr) > 0.9
 

@@ -121,7 +121,8 @@ def bad(tmp: Path, kit, case: str) -> tuple[list, tuple[str, ...], int]:
     if case == "output-overwrites-input":
         return ["run", ckpt, "--images", images, "--gt", gt, "-o", images], ("output folder is the input",), 2
     if case == "board-too-small":
-        return ["compile", base / "m.q.nir", "--board", "oheo-gulch", "-o", tmp / "b"], (), 0
+        return ["compile", base / "m.q.nir", "--board", "oheo-gulch", "-o", tmp / "b"], \
+            ("but oheo-gulch has 128", "smallest board that holds it: kapoho-point"), 3
     if case == "unknown-target":
         return ["compile", base / "m.q.nir", "--target", "truenorth", "-o", tmp / "b"], ("unknown target",), 2
     if case == "float-graph-to-compile":

@@ -12,7 +12,8 @@ from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.hardware import load_target
 from lensnet_deploy.hardware import ops as I
 from lensnet_deploy.hardware.energy import E_AC_PJ, E_MAC_PJ, estimate_energy
-from lensnet_deploy.hardware.resources import layer_resources, place
+from lensnet_deploy.hardware.network import build_plan
+from lensnet_deploy.hardware.resources import LayerResources, Resources, network_resources, place
 from lensnet_deploy.hardware.targets import load_boards
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
@@ -32,35 +33,34 @@ def small_graph() -> Graph:
     return g
 
 
-def test_layer_resources_hand_computed():
-    res = layer_resources(small_graph(), load_target("loihi2"))
+def test_network_resources_hand_computed():
+    """input → c1 (3×3, 2 ch) → s1 → c2 (1×1) ⊕ c1 → s2 → head → bilinear, D = 4, 4×4 maps."""
+    plan = build_plan(small_graph(), load_target("loihi2"))
+    res = network_resources(plan, load_target("loihi2"))
     rows = {x.name: x for x in res.layers}
-    # s1: 2·4·4 = 32 neurons; c1 gives each 3·3·3 = 27 synapses → 864; 2·3·3·3 = 54 unique weights
-    assert (rows["s1"].neurons, rows["s1"].synapses, rows["s1"].shared_weights) == (32, 864, 54)
-    # the join relays c1 (864) and c2 (32 neurons × 2 inputs = 64; 4 unique weights)
-    assert (rows["j"].kind, rows["j"].neurons, rows["j"].synapses, rows["j"].shared_weights) == ("relay", 32, 928, 58)
-    # s2 reads the join one-to-one
-    assert (rows["s2"].synapses, rows["s2"].shared_weights) == (32, 1)
-    # the head's output feeds the host's bilinear resize: a relay of 16 neurons with 2 synapses each
-    assert (rows["head"].neurons, rows["head"].synapses) == (16, 32)
+    # c1 feeds s1 and the join: a graded relay of 2·16 neurons; its Conv: 2 outputs × 27 taps × 16 positions
+    assert (rows["c1/relay"].kind, rows["c1/relay"].neurons, rows["c1/relay"].synapses) == ("GradedVec", 32, 864)
+    # s1: 2 channels × 4 planes × 16 LIF neurons, one synapse each from the relay
+    assert (rows["s1"].kind, rows["s1"].neurons, rows["s1"].synapses) == ("LIFReset", 128, 128)
+    # s2 reads the relay (128) and c2 over s1's planes: 8 rows × 8 plane inputs × 16 positions
+    assert (rows["s2"].neurons, rows["s2"].synapses, rows["s2"].fan_in) == (128, 128 + 1024, 2)
+    # the head's relay: 16 neurons, 8 plane inputs each; the host resizes it
+    assert (rows["head/relay"].neurons, rows["head/relay"].synapses) == (16, 128)
     assert rows["bil"].placement == "host" and rows["bil"].ops == 4 * 64
-    assert res.neurons == 112 and res.synapses == 864 + 928 + 32 + 32
+    assert res.neurons == 304 and res.synapses == 864 + 128 + 1152 + 128
     placement = place(res, load_target("loihi2"))
     assert (placement.cores, placement.chips, placement.lower_bound_chips) == (1, 1, 1)
+    # a larger input: what spans the image grows with its area
+    four = network_resources(plan, load_target("loihi2"), area=4.0)
+    assert four.neurons == 4 * 304 and four.synapses == 4 * res.synapses
 
 
 def test_big_layers_take_whole_cores_and_small_ones_share():
     target = load_target("loihi1")  # 1,024 neurons per core
-    g = Graph(meta={"outputs": []})
-    g.add("input", O.Input(), [], (1, 64, 64))
-    g.add("c", I.IntConv(w_int=np.ones((1, 1, 1, 1)), b_int=[0]), ["input"], (1, 64, 64))
-    g.add("big", I.IntSpike(D=4, theta=np.ones((1, 4))), ["c"], (1, 64, 64))  # 4,096 neurons: 4 cores
-    g.add("c2", I.IntConv(w_int=np.ones((1, 1, 8, 8)), b_int=[0], stride=(8, 8)), ["big"], (1, 8, 8))
-    g.add("small", I.IntSpike(D=4, theta=np.ones((1, 4))), ["c2"], (1, 8, 8))  # 64 neurons: a new core
-    res = layer_resources(g, target)
-    assert [x.cores for x in res.layers] == [4, 1]
+    res = Resources([LayerResources("big", "LIFReset", neurons=4096, cores=4),
+                     LayerResources("small", "LIFReset", neurons=64, cores=1)])
     p = place(res, target)
-    assert p.cores == 5 and [r[1] for r in p.per_layer] == [0, 4]
+    assert p.cores == 5 and [r[1] for r in p.per_layer] == [0, 4]  # the big one's last core is full
 
 
 def test_energy_hand_computed():
@@ -100,7 +100,12 @@ def test_a_board_too_small_names_layer_limit_board_and_size(micro_256):
     assert "but oheo-gulch has 128" in msg and "passes the limit at core" in msg
     assert "layer backbone." in msg
     assert "smallest board that holds it: hala-point" in msg
-    assert "largest input that fits oheo-gulch: 64x64" in msg
+    assert "largest input that fits oheo-gulch: 32x32" in msg
+    # estimated from the plan's growth with the input area, settled on real networks: 32² fits, 48² does not
+    model = randomize_(LensNet(VARIANTS["lensnet-micro"]), seed=1).eval()
+    assert compile(quantize(export_nir(model, (32, 32))), board="oheo-gulch").placement.cores <= 128
+    with pytest.raises(ResourceError):
+        compile(quantize(export_nir(model, (48, 48))), board="oheo-gulch")
 
 
 def test_build_round_trip(tmp_path, micro_256):

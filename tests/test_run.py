@@ -23,7 +23,7 @@ def small_run(tmp_path_factory, micro_model):
         mask = SAMPLES / "GT" / f"{src.stem}.png"
         (gt / mask.name).write_bytes(mask.read_bytes())
     log: list[str] = []
-    summary = run_pipeline(str(ckpt), images, gt, base / "out", board="oheo-gulch", log=log.append)
+    summary = run_pipeline(str(ckpt), images, gt, base / "out", board="kapoho-point", log=log.append)
     return base, ckpt, images, gt, summary, log
 
 
@@ -37,19 +37,19 @@ def test_run_writes_every_artifact_and_the_report(small_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"float", "integer"} and 0 <= metrics["integer"]["mae"] <= 1
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "S-measure" in page and "oheo-gulch" in page
-    assert summary["build"]["chips"] == 1 and summary["images"] == 3
+    assert page.count("data:image/png;base64,") == 2 and "S-measure" in page and "kapoho-point" in page
+    assert summary["build"]["chips"] == 4 and summary["images"] == 3
 
 
 def test_a_second_run_skips_fresh_steps_and_redoes_stale_ones(small_run):
     base, ckpt, images, gt, _, _ = small_run
     log: list[str] = []
-    run_pipeline(str(ckpt), images, gt, base / "out", board="oheo-gulch", log=log.append)
+    run_pipeline(str(ckpt), images, gt, base / "out", board="kapoho-point", log=log.append)
     assert all(line.startswith("[skip]") for line in log[:-1])
     future = time.time() + 5
     os.utime(base / "out" / "model.q.nir", (future, future))  # a newer integer graph: later steps are stale
     log.clear()
-    run_pipeline(str(ckpt), images, gt, base / "out", board="oheo-gulch", log=log.append)
+    run_pipeline(str(ckpt), images, gt, base / "out", board="kapoho-point", log=log.append)
     assert [line[:6] for line in log[:-1]] == ["[skip]", "[skip]", "[skip]", "[run ]", "[run ]", "[run ]"]
 
 
@@ -99,7 +99,7 @@ def test_a_run_interrupted_and_rerun_finishes(tmp_path, small_run):
     _, ckpt, images, gt, _, _ = small_run
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lensnet_deploy", "run", str(ckpt), "--images", str(images), "--gt", str(gt),
-               "-o", str(out), "--board", "oheo-gulch"]
+               "-o", str(out), "--board", "kapoho-point"]
     # A shell without job control starts background jobs with SIGINT ignored, and a child inherits that:
     # give the run Ctrl-C's default meaning, as in a terminal.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,0 +1,268 @@
+"""The Loihi 2 network of Lava library processes: its plan, the design-rule audit, our CPU models
+of Lava's Conv and DelaySparse against Lava's own, and bit-exact runs against the fast simulator."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATASETS, SAMPLES
+
+import lensnet_deploy as L
+from lensnet_deploy.datasets import list_images, load_images
+from lensnet_deploy.hardware import ops as I
+from lensnet_deploy.hardware.audit import audit
+from lensnet_deploy.hardware.lava_run import lava_network
+from lensnet_deploy.hardware.network import LIBRARY, build_plan
+from lensnet_deploy.hardware.reference import first_difference
+
+LOIHI2 = L.load_target("loihi2")
+
+
+@pytest.fixture(scope="module")
+def tiny_128():
+    model = L.load_lensnet("lensnet-tiny")
+    return L.prepare(L.quantize(L.export_nir(model, (128, 128))))
+
+
+@pytest.fixture(scope="module")
+def tiny_plan(tiny_128):
+    return build_plan(tiny_128.ir, LOIHI2)
+
+
+def test_the_tiny_network_is_lava_library_processes_on_neuro_cores(tiny_128, tiny_plan):
+    procs = tiny_plan.procs.values()
+    core = [p for p in procs if p.placement == "neuro-core"]
+    assert {p.kind for p in core} == {"Conv", "Sparse", "DelaySparse", "LIFReset", "GradedVec"} <= set(LIBRARY)
+    assert len({p.name for p in procs}) == len(tiny_plan.procs)  # names are unique
+    others = {p.kind: p.placement for p in procs if p.placement != "neuro-core"}
+    assert others == {"PixelSource": "host", "Readout": "host", "Bilinear": "host", "SumPool": "embedded",
+                      "WideSpike": "embedded", "Attention": "embedded", "SigmoidTable": "embedded", "Gate": "embedded"}
+    share = tiny_plan.neuro_core_synop_share
+    assert 0.997 < share < 0.998  # measured 0.99785: the attention product is the embedded cores' work
+    assert audit(tiny_plan, LOIHI2) == []
+    # every spike layer has LIF planes on neuro-cores, or (on a 64-bit value) a spike process of ours
+    spikes = {n.name for n in tiny_128.ir.of(I.IntSpike)}
+    held = {p.node for p in procs if p.kind in ("LIFReset", "WideSpike")}
+    assert len(spikes) == 139 and spikes <= held
+    assert sum(p.kind == "WideSpike" for p in procs) == 12  # after the 4 global pools and the 8 attentions
+
+
+def test_compile_counts_exactly_the_network(tiny_128, tiny_plan, tmp_path):
+    build = L.compile(tiny_128, board="hala-point")
+    neurons = sum(p.neurons for p in tiny_plan.procs.values() if p.kind in ("LIFReset", "GradedVec"))
+    assert build.resources.neurons == neurons
+    synops = sum(p.synops for p in tiny_plan.procs.values() if p.kind in ("Conv", "Sparse", "DelaySparse"))
+    assert build.resources.synapses == synops
+    table = build.table()
+    off = [p for p in tiny_plan.procs.values() if p.placement != "neuro-core"]
+    for p in off:  # the placement table lists every process off the neuro-cores with its work
+        assert any(line.startswith(p.name[:61]) and p.placement in line for line in table.splitlines())
+    assert "neuro-core share of synaptic operations 99.79 %" in table
+    out = build.save(tmp_path / "b")
+    description = L.load_build(out).network
+    assert description["process_count"] == len(tiny_plan.procs)
+    assert {c["class"] for c in description["processes"]} >= {"lava.proc.conv.process.Conv",
+                                                              "lava.proc.lif.process.LIFReset"}
+
+
+def test_the_audit_catches_a_bias_out_of_range_and_a_lif_input_above_2_17(tiny_plan):
+    import copy
+
+    plan = copy.deepcopy(tiny_plan)
+    lif = next(p for p in plan.procs.values() if p.kind == "LIFReset" and np.ndim(p.params["bias_mant"]) == 3)
+    lif.params["bias_mant"] = lif.params["bias_mant"].copy()
+    lif.params["bias_mant"].flat[0] = 5000  # Lava's CPU model would cast it into int16 without a word
+    found = audit(plan, LOIHI2)
+    assert [(e.layer, e.rule) for e in found] == [(lif.name, "bias_mant")]
+    assert "5000" in str(found[0]) and "-4096..4095" in str(found[0])
+    plan = copy.deepcopy(tiny_plan)
+    into_lif = {x.src: x.dst for x in plan.links if plan.procs[x.dst].kind == "LIFReset"}
+    conv = next(p for p in plan.procs.values() if p.kind == "Conv" and p.name in into_lif)
+    conv.params["weight_exp"] += 7  # 128 times the input: beyond what the LIF neurons may read
+    target = into_lif[conv.name]
+    rules = {(e.layer, e.rule) for e in audit(plan, LOIHI2)}
+    assert (target, "lif_input") in rules
+
+
+def test_lava_equals_the_fast_simulator_on_every_node_type():
+    from test_int_properties import every_node_type_graph
+
+    graph, images = every_node_type_graph(0, batch=3)
+    fast = L.prepare(graph).fast(images, keep=True)
+    with lava_network(graph, capacity=3) as net:
+        assert {p.kind for p in net.plan.procs.values()} >= {"Conv", "Sparse", "DelaySparse", "LIFReset",
+                                                            "GradedVec", "Attention", "Gate", "SumPool"}
+        run = net.run(images, keep=True)
+    assert set(run.spike_counts) == set(fast.spike_counts)
+    for k, counts in run.spike_counts.items():
+        assert torch.equal(counts, fast.spike_counts[k]), k
+    assert all(torch.equal(a, b) for a, b in zip(run.raw, fast.raw))
+    order = [n for n in graph.nodes if n in run.values]
+    assert len(order) >= 20
+    for i in range(3):
+        assert first_difference({k: v[i].numpy() for k, v in run.values.items()},
+                                {k: v[i].numpy() for k, v in fast.values.items()}, order) is None
+    assert sum(int(c.sum()) for c in run.spike_counts.values()) > 500
+
+
+def test_lavas_own_multiprocess_runtime_gives_the_same_integers():
+    from test_int_properties import every_node_type_graph
+
+    graph, images = every_node_type_graph(1, batch=2)
+    with lava_network(graph, capacity=2, runtime="processes") as net:
+        run = net.run(images)
+    fast = L.prepare(graph).fast(images)
+    assert all(torch.equal(a, b) for a, b in zip(run.raw, fast.raw))
+    assert all(torch.equal(run.spike_counts[k], fast.spike_counts[k]) for k in fast.spike_counts)
+
+
+def test_a_weight_off_by_one_is_caught_and_named():
+    from test_int_properties import every_node_type_graph
+
+    graph, images = every_node_type_graph(2, batch=1)
+    wrong = graph.copy()
+    conv = next(n for n in wrong if isinstance(n.op, I.IntConv) and n.inputs == ["input"])
+    k = conv.op.w_int.shape[-1] // 2
+    conv.op.w_int[0, 0, k, k] += 1  # the centre tap, over (almost never zero) pixels
+    with lava_network(wrong, capacity=1) as net:
+        lava = net.run(images, keep=True).values
+    fast = L.prepare(graph).fast(images, keep=True).values
+    order = [n for n in graph.nodes if n in lava]
+    found = first_difference({k: v[0].numpy() for k, v in lava.items()}, {k: v[0].numpy() for k, v in fast.items()},
+                             order)
+    assert found is not None
+    # the first node the network holds after the altered convolution
+    position = list(graph.nodes).index
+    after = [n for n in order if position(n) > position(conv.name)]
+    assert found[0] == after[0] == graph.consumers(conv.name)[0].name and found[1] > 0
+
+
+def _lava_conv(weight, shape, groups, exp, data, bits, fast):
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from lensnet_deploy.hardware.lava_procs.library_models import FastConvModel
+
+    src = Source(data=data)
+    conv = Conv(weight=weight, weight_exp=exp, input_shape=shape, padding=(1, 1), stride=(1, 1), groups=groups,
+                num_message_bits=bits)
+    sink = Sink(shape=conv.a_out.shape, buffer=data.shape[-1])
+    src.s_out.connect(conv.s_in)
+    conv.a_out.connect(sink.a_in)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={Conv: FastConvModel} if fast else {})
+    sink.run(condition=RunSteps(num_steps=data.shape[-1]), run_cfg=cfg)
+    try:
+        return sink.data.get().astype(np.int64)
+    finally:
+        sink.stop()
+
+
+@pytest.mark.parametrize("case", ["graded", "planes"])
+def test_our_conv_model_equals_lavas_own_and_applies_weight_exp(case):
+    """Random layers: equal to Lava's own fixed_pt Conv where that one is right (weight_exp 0);
+    with weight_exp = −1 (our 2·W mantissas) equal to the exact integer convolution."""
+    from lensnet_deploy import lava_compat
+
+    lava_compat.install()
+    rng = np.random.default_rng(7)
+    X, Y, T = 6, 5, 4
+    if case == "graded":
+        C, O, groups, bits = 4, 6, 2, 8
+        w = rng.integers(-127, 128, (O, 3, 3, C // groups))
+        data = rng.integers(-40, 41, (X, Y, C, T))
+    else:  # spike planes: D = 4 binary rows per channel, the kernel repeated along them and the outputs
+        D, C, O, groups, bits = 4, 3, 2, 1, 0
+        base = rng.integers(-127, 128, (O, 3, 3, C))
+        w = np.repeat(np.repeat(base, D, axis=3), D, axis=0)
+        data = (rng.random((X, Y, C * D, T)) < 0.4).astype(np.int64)
+    lava, ours = _lava_conv(w, (X, Y, data.shape[2]), groups, 0, data, bits, False), \
+        _lava_conv(w, (X, Y, data.shape[2]), groups, 0, data, bits, True)
+    assert np.array_equal(lava, ours) and np.abs(lava).max() > 100
+    even = 2 * w
+    shifted = _lava_conv(even, (X, Y, data.shape[2]), groups, -1, data, bits, True)
+    assert np.array_equal(shifted, lava)  # (Σ 2W·x) >> 1 = Σ W·x: the weight_exp Lava's own model ignores
+
+
+def test_our_delay_sparse_model_equals_lavas_own():
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.sparse.process import DelaySparse
+    from scipy.sparse import csr_matrix
+
+    from lensnet_deploy.hardware.lava_procs.library_models import FastDelaySparseModel
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(-128, 128, (5, 7)) * 2
+    w[rng.random(w.shape) < 0.4] = 0
+    data = rng.integers(-1000, 1000, (7, 12))
+
+    def run(fast: bool) -> np.ndarray:
+        weights = csr_matrix(w)
+        delays = weights.copy()
+        delays.data[:] = 3
+        src = Source(data=data)
+        syn = DelaySparse(weights=weights, delays=delays.astype(int), weight_exp=-1, num_message_bits=16)
+        sink = Sink(shape=(5,), buffer=12)
+        src.s_out.connect(syn.s_in)
+        syn.a_out.connect(sink.a_in)
+        cfg = Loihi2SimCfg(select_tag="fixed_pt",
+                           exception_proc_model_map={DelaySparse: FastDelaySparseModel} if fast else {})
+        sink.run(condition=RunSteps(num_steps=12), run_cfg=cfg)
+        try:
+            return sink.data.get().astype(np.int64)
+        finally:
+            sink.stop()
+
+    lava, ours = run(False), run(True)
+    assert np.array_equal(lava, ours)
+    assert np.array_equal(ours[:, 4], (w @ data[:, 0]) >> 1)  # step 1's input arrives 1 + 3 steps later
+
+
+def test_simulate_through_the_installed_cli_with_lava_equals_fast(tmp_path, micro_model):
+    """`lensnet-deploy simulate … --backend lava` as a user types it: 4 images, maps identical to fast."""
+    exe = shutil.which("lensnet-deploy") or str(Path(sys.executable).with_name("lensnet-deploy"))
+    images = tmp_path / "images"
+    images.mkdir()
+    for src in sorted((SAMPLES / "Image").iterdir())[:4]:
+        (images / src.name).write_bytes(src.read_bytes())
+    ckpt = L.save_lensnet(micro_model, tmp_path / "micro.safetensors", "lensnet-micro")
+
+    def cli(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=900)
+
+    assert cli("export", ckpt, "--input-size", 32, 32, "-o", tmp_path / "m.nir").returncode == 0
+    assert cli("quantize", tmp_path / "m.nir", "--calib", images, "-o", tmp_path / "m.q.nir").returncode == 0
+    fast = cli("simulate", tmp_path / "m.q.nir", "--images", images, "--out", tmp_path / "fast")
+    lava = cli("simulate", tmp_path / "m.q.nir", "--images", images, "--out", tmp_path / "lava", "--backend", "lava")
+    assert fast.returncode == 0 and lava.returncode == 0, lava.stderr[-2000:]
+    assert "context has already been set" not in lava.stderr
+    maps = sorted(p.name for p in (tmp_path / "fast").iterdir())
+    assert len(maps) == 4
+    for name in maps:
+        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "lava" / name).read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("size", "count"), [(64, 4), (128, 2)])
+def test_lensnet_tiny_on_real_images_through_the_lava_network(size, count):
+    model = L.load_lensnet("lensnet-tiny")
+    folder = DATASETS / "ORSSD" / "test-images"
+    x = load_images(list_images(folder if folder.exists() else SAMPLES / "Image")[:count], (size, size))
+    q = L.prepare(L.quantize(L.export_nir(model, (size, size)), x))
+    fast = q.fast(x)
+    try:
+        run = q.simulate(x, "lava")
+    finally:
+        q.close()
+    assert all(torch.equal(a, b) for a, b in zip(run.raw, fast.raw))
+    assert set(run.spike_counts) == set(fast.spike_counts)
+    assert all(torch.equal(run.spike_counts[k], fast.spike_counts[k]) for k in fast.spike_counts)
