@@ -55,13 +55,16 @@ def measure(name: str, size: int, small: int, large: int, runtime: str) -> None:
     finally:
         q.close()
     exact = all(torch.equal(r, f[: len(r)]) for run in (first, a, b) for r, f in zip(run.raw, fast.raw)) and all(
-        torch.equal(b.spike_counts[k], fast.spike_counts[k][:large]) for k in fast.spike_counts)
+        torch.equal(b.spike_counts[k], fast.spike_counts[k][:large]) for k in fast.spike_counts
+    )
     steps_small, steps_large = small + net.plan.depth, large + net.plan.depth
     per_step = (t_large - t_small) / (steps_large - steps_small)
-    print(f"{name} at {size}² ({runtime}): {len(procs)} processes, pipeline depth {net.plan.depth} steps; build "
-          f"{t_plan:.1f} s + compile/start/first image {t_start:.1f} s; batches of {small} and {large} images: "
-          f"{t_small:.1f} s and {t_large:.1f} s; steady state {per_step:.2f} s per step = per image "
-          f"(goal ≤ 5 s); bit-exact to the fast simulator: {exact}; peak memory {peak_mb()}")
+    print(
+        f"{name} at {size}² ({runtime}): {len(procs)} processes, pipeline depth {net.plan.depth} steps; build "
+        f"{t_plan:.1f} s + compile/start/first image {t_start:.1f} s; batches of {small} and {large} images: "
+        f"{t_small:.1f} s and {t_large:.1f} s; steady state {per_step:.2f} s per step = per image "
+        f"(goal ≤ 5 s); bit-exact to the fast simulator: {exact}; peak memory {peak_mb()}"
+    )
 
 
 def main() -> None:
@@ -70,9 +73,11 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=2)
     parser.add_argument("--large", type=int, default=8)
     parser.add_argument("--full", action="store_true", help="also the full lensnet at --size")
+    parser.add_argument("--skip-tiny", action="store_true")
     parser.add_argument("--runtime", choices=("threads", "processes"), default="threads")
     args = parser.parse_args()
-    measure("lensnet-tiny", args.size, args.small, args.large, args.runtime)
+    if not args.skip_tiny:
+        measure("lensnet-tiny", args.size, args.small, args.large, args.runtime)
     if args.full:
         measure("lensnet", args.size, args.small, args.large, args.runtime)
 

@@ -91,8 +91,15 @@ class LavaNetwork:
 
     ``capacity``: the most images one run holds (more are run in several batches)."""
 
-    def __init__(self, plan: NetworkPlan, real_scales: list[np.ndarray], spike_nodes: set[str],
-                 capacity: int = 8, runtime: str = "threads", progress: Callable | None = None) -> None:
+    def __init__(
+        self,
+        plan: NetworkPlan,
+        real_scales: list[np.ndarray],
+        spike_nodes: set[str],
+        capacity: int = 8,
+        runtime: str = "threads",
+        progress: Callable | None = None,
+    ) -> None:
         if runtime not in RUNTIMES:
             raise LensNetDeployError(f"unknown Lava runtime {runtime!r} (available: {', '.join(RUNTIMES)})")
         self.runtime = runtime
@@ -148,8 +155,14 @@ class LavaNetwork:
             value_shape = (len(spec["channels"]), *spec["shape"][1:])
             create_array(self.folder, f"out{k}", (self.capacity, *value_shape), np.int64)
         exceptions: dict[Any, type] = {Conv: FastConvModel, DelaySparse: FastDelaySparseModel}
-        models = {"SumPool": M.PySumPoolModel, "Attention": M.PyAttentionModel, "SigmoidTable": M.PySigmoidTableModel,
-                  "Gate": M.PyGateModel, "Bilinear": M.PyBilinearModel, "Readout": M.PyReadoutModel}
+        models = {
+            "SumPool": M.PySumPoolModel,
+            "Attention": M.PyAttentionModel,
+            "SigmoidTable": M.PySigmoidTableModel,
+            "Gate": M.PyGateModel,
+            "Bilinear": M.PyBilinearModel,
+            "Readout": M.PyReadoutModel,
+        }
         procs: dict[str, Any] = {}
         for spec in self.plan.procs.values():
             params = dict(spec.params)
@@ -197,11 +210,14 @@ class LavaNetwork:
         from .lava_procs.buffers import open_array
 
         if tuple(images.shape[1:]) != tuple(self.plan.input_shape):
-            raise LensNetDeployError(f"the Lava network takes {self.plan.input_shape} images, got "
-                                     f"{tuple(images.shape[1:])}")
+            raise LensNetDeployError(
+                f"the Lava network takes {self.plan.input_shape} images, got {tuple(images.shape[1:])}"
+            )
         procs = self.processes
-        runs = [self._run_batch(images[i:i + self.capacity], procs, open_array)
-                for i in range(0, len(images), self.capacity)]
+        runs = [
+            self._run_batch(images[i : i + self.capacity], procs, open_array)
+            for i in range(0, len(images), self.capacity)
+        ]
         values = {k: torch.from_numpy(np.concatenate([r[k] for r in runs])) for k in runs[0]}
         raw = tuple(values[name] for name in self.plan.outputs)
         logits = tuple(r.double() * torch.as_tensor(s).view(1, -1, 1, 1) for r, s in zip(raw, self.real_scales))
@@ -227,12 +243,16 @@ class LavaNetwork:
             # Lava forks one child per process: freeze the parent's objects so that the children's
             # garbage collector does not touch (and so copy) every page of the parent's heap
             import gc
+            import sys
 
             gc.collect()
             gc.freeze()
+            # Lava's compiler flattens its process groups recursively, one level per process
+            sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * len(procs) + 1000))
             with _thread_actors() if self.runtime == "threads" else contextlib.nullcontext():
-                readout.run(condition=condition, run_cfg=self._run_cfg,
-                            compile_config={"pypy_channel_size": CHANNEL_SLOTS})
+                readout.run(
+                    condition=condition, run_cfg=self._run_cfg, compile_config={"pypy_channel_size": CHANNEL_SLOTS}
+                )
             self._started = True
         else:
             readout.run(condition=condition)
@@ -268,8 +288,9 @@ class LavaNetwork:
                 break
             failed = [a for a in self._actors() if getattr(a, "exception", None)]
             if failed or time.monotonic() - stalled > STALL_SECONDS:
-                why = failed[0].exception[1].strip().splitlines()[-1] if failed else \
-                    f"no step for {STALL_SECONDS:.0f} s"
+                why = (
+                    failed[0].exception[1].strip().splitlines()[-1] if failed else f"no step for {STALL_SECONDS:.0f} s"
+                )
                 self._abort()
                 raise InternalError(f"the Lava network stopped at step {step} of {last}: {why}")
             time.sleep(0.02)
@@ -307,8 +328,13 @@ class LavaNetwork:
         self.close()
 
 
-def lava_network(int_graph, target: str | Any = "loihi2", capacity: int = 8, runtime: str = "threads",
-                 progress: Callable | None = None) -> LavaNetwork:
+def lava_network(
+    int_graph,
+    target: str | Any = "loihi2",
+    capacity: int = 8,
+    runtime: str = "threads",
+    progress: Callable | None = None,
+) -> LavaNetwork:
     """The Loihi 2 network of an integer graph (a NIR graph, an IR graph or an ``IntegerModel``):
     Lava's library processes on neuro-cores, ours on embedded cores and the host (``network``).
     Importing Lava waits until the network is first run or its ``processes`` are asked for."""

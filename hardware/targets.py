@@ -18,6 +18,11 @@ from ..errors import LensNetDeployError
 TARGET_DIR = Path(__file__).resolve().parent / "targets"
 
 
+def signed_max(bits: int) -> int:
+    """The largest value of a signed ``bits``-bit integer."""
+    return 2 ** (bits - 1) - 1
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -46,31 +51,31 @@ class Target:
 
     @property
     def weight_max(self) -> int:
-        return 2 ** (self.weight_bits - 1) - 1
+        return signed_max(self.weight_bits)
 
     @property
     def state_max(self) -> int:
-        return 2 ** (self.state_bits - 1) - 1
+        return signed_max(self.state_bits)
 
     @property
     def lif_input_max(self) -> int:
-        return 2 ** (self.lif_input_bits - 1) - 1
-
-    @property
-    def vth_max(self) -> int:
-        return 2**self.vth_bits - 1
-
-    @property
-    def bias_mant_max(self) -> int:
-        return 2 ** (self.bias_mant_bits - 1) - 1
-
-    @property
-    def bias_exp_max(self) -> int:
-        return 2**self.bias_exp_bits - 1
+        return signed_max(self.lif_input_bits)
 
     @property
     def message_max(self) -> int:
-        return 2 ** (self.message_bits - 1) - 1
+        return signed_max(self.message_bits)
+
+    @property
+    def bias_mant_max(self) -> int:
+        return signed_max(self.bias_mant_bits)
+
+    @property
+    def vth_max(self) -> int:
+        return 2**self.vth_bits - 1  # unsigned
+
+    @property
+    def bias_exp_max(self) -> int:
+        return 2**self.bias_exp_bits - 1  # unsigned
 
     @property
     def synapses_per_core(self) -> float:

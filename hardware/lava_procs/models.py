@@ -58,6 +58,15 @@ class _OwnModel(PyLoihiProcessModel):
         return [found[j] for j in sorted(found)]
 
 
+def fixed_pt(proc: type):
+    """Lava's three decorators of a CPU ProcessModel of ``proc`` (LoihiProtocol, CPU, fixed_pt)."""
+
+    def decorate(cls: type) -> type:
+        return tag("fixed_pt")(requires(CPU)(implements(proc=proc, protocol=LoihiProtocol)(cls)))
+
+    return decorate
+
+
 def instance_model(model: type, proc_class: type, ports: list[str]) -> type:
     """A model class for one process instance: Lava maps ports to typed model attributes by name,
     and our processes have as many in-ports as their operands have parts."""
@@ -66,18 +75,14 @@ def instance_model(model: type, proc_class: type, ports: list[str]) -> type:
     return type(f"{model.__name__}_{len(ports)}", (model,), attrs)
 
 
-@implements(proc=SumPool, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(SumPool)
 class PySumPoolModel(_OwnModel):
     def run_spk(self) -> None:
         (x,) = self.operands()
         self.s_out.send(x.sum(axis=(1, 2), keepdims=True))
 
 
-@implements(proc=WideSpike, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(WideSpike)
 class PyWideSpikeModel(PyLoihiProcessModel):
     a_in: PyInPort = IN64
     s_out: PyOutPort = OUT32
@@ -91,9 +96,7 @@ class PyWideSpikeModel(PyLoihiProcessModel):
         self.s_out.send(count)
 
 
-@implements(proc=Attention, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(Attention)
 class PyAttentionModel(_OwnModel):
     heads: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -110,9 +113,7 @@ class PyAttentionModel(_OwnModel):
         self.s_out.send(y.reshape(cv, h, w))
 
 
-@implements(proc=SigmoidTable, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(SigmoidTable)
 class PySigmoidTableModel(_OwnModel):
     s_out: PyOutPort = OUT32
     z_shift: np.ndarray = LavaPyType(np.ndarray, np.int64)
@@ -127,9 +128,7 @@ class PySigmoidTableModel(_OwnModel):
         self.s_out.send(g.reshape(-1, 1, 1))
 
 
-@implements(proc=Gate, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(Gate)
 class PyGateModel(_OwnModel):
     s_out: PyOutPort = OUT32
     mult: np.ndarray = LavaPyType(np.ndarray, np.int64)
@@ -154,9 +153,7 @@ def bilinear_taps(size: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return lo_c, hi_c, 2 * f - w_hi, w_hi
 
 
-@implements(proc=Bilinear, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(Bilinear)
 class PyBilinearModel(_OwnModel):
     factor: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -170,9 +167,7 @@ class PyBilinearModel(_OwnModel):
         self.s_out.send(rows[:, :, lo] * wl + rows[:, :, hi] * wh)
 
 
-@implements(proc=PixelSource, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(PixelSource)
 class PyPixelSourceModel(PyLoihiProcessModel):
     s_out: PyOutPort = OUT32
 
@@ -191,9 +186,7 @@ class PyPixelSourceModel(PyLoihiProcessModel):
         self.s_out.send(np.asarray(self.images[i]) if 0 <= i < count else self.zeros)
 
 
-@implements(proc=Readout, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@fixed_pt(Readout)
 class PyReadoutModel(PyLoihiProcessModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
