@@ -154,7 +154,8 @@ def prepare(int_graph: IntegerModel | nir.NIRGraph) -> IntegerModel:
     return IntegerModel.of(int_graph)
 
 
-def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backend: str = "fast") -> SimResult:
+def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backend: str = "fast",
+             cluster: str | None = None, batch_size: int = 8) -> SimResult:
     """Run an integer lensnet graph (a NIR graph or a prepared ``IntegerModel``) on ``images``
     (ImageNet-normalised B×3×H×W).
 
@@ -163,9 +164,17 @@ def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backe
     ``lava``: the Loihi 2 network of Lava library processes (``lava_network``) on Lava's CPU
     simulator, images streamed through it one per step; pass a prepared ``IntegerModel`` to
     keep the network between calls. All give the same integers.
+
+    ``cluster``: ``"local"``, ``"local:N"`` or a Ray cluster's address; batches of
+    ``batch_size`` images spread over its workers, each building the backend once
+    (``lensnet_deploy.cluster``). The merged result equals a one-process run.
     """
     if backend not in BACKENDS:
         raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     model = prepare(int_graph)
+    if cluster is not None:
+        from .cluster import simulate_on_cluster
+
+        return simulate_on_cluster(model, images, backend, cluster, batch_size)
     with torch.no_grad():
         return model.simulate(images, backend)

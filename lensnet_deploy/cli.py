@@ -193,18 +193,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .datasets import list_images
     from .predict import check_output_dir, write_maps
     from .progress import batch_bar
+    from .zoo import sha256
 
     model = _read_integer(args.graph)
     files = list_images(args.images)
     out = check_output_dir(args.out, args.images)
     # the Lava network takes one image per step: larger batches spend fewer steps filling it
     batch = args.batch_size or (16 if args.backend == "lava" else 8)
+    run_batches = None
+    if args.cluster:
+        from .cluster import map_batches
+
+        def run_batches(loaders):
+            for index, result in map_batches(model, loaders, args.backend, args.cluster, full=False):
+                yield index, result.logits[0]
     try:
-        write_maps(files, model.input_size, out, lambda x: model.simulate(x, args.backend).logits[0], batch,
-                   lambda g, n: batch_bar(g, n, f"simulate ({args.backend})"))
+        written = write_maps(files, model.input_size, out, lambda x: model.simulate(x, args.backend).logits[0],
+                             batch, lambda g, n: batch_bar(g, n, f"simulate ({args.backend})"),
+                             run_batches=run_batches, key=sha256(args.graph))
     finally:
         model.close()
-    print(f"wrote {len(files)} saliency maps from the integer model ({args.backend} backend) to {out}")
+    skipped = len(files) - len(written)
+    where = f" on the cluster {args.cluster}" if args.cluster else ""
+    print(f"wrote {len(written)} saliency maps from the integer model ({args.backend} backend{where}) to {out}"
+          + (f"; {skipped} already there from the same model" if skipped else ""))
     return EXIT_OK
 
 
@@ -326,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
     p.add_argument("--batch-size", type=int, help="images per batch (default 8; lava 16: one pipeline fill each)")
+    p.add_argument("--cluster", metavar="SPEC",
+                   help="spread the batches over Ray workers: local (one per core), local:N, or a cluster's address")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("compile", help="resources, placement and energy on a Loihi target and board")

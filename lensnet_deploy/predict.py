@@ -7,8 +7,9 @@ sigmoid → min-max to [0, 1] → ×255 truncated to uint8 → PNG named by stem
 from __future__ import annotations
 
 import io
+import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,22 +61,59 @@ def batches(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[start:start + size]
 
 
+MANIFEST = ".lensnet-maps.json"
+
+
+def _pending(files: Sequence[Path], out: Path, key: str | None) -> list[Path]:
+    """With a ``key`` (the model's digest): the files whose map the same model has not written
+    yet into ``out`` (a rerun resumes); a different model starts over."""
+    if key is None:
+        return list(files)
+    manifest = out / MANIFEST
+    try:
+        same = json.loads(manifest.read_text()).get("model") == key
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        write_bytes_atomic(manifest, json.dumps({"model": key}).encode())
+        return list(files)
+    return [p for p in files if not (out / f"{p.stem}.png").exists()]
+
+
 def write_maps(files: Sequence[Path], size: tuple[int, int], out: Path,
-               logits_of: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 8,
-               progress: Callable[[Iterable, int], Iterable] | None = None) -> list[Path]:
+               logits_of: Callable[[torch.Tensor], torch.Tensor] | None, batch_size: int = 8,
+               progress: Callable[[Iterable, int], Iterable] | None = None, *,
+               run_batches: Callable[[list[Callable[[], torch.Tensor]]], Iterable[tuple[int, torch.Tensor]]]
+               | None = None, key: str | None = None) -> list[Path]:
     """The one image-folder loop: read ``files`` in batches, normalise them at ``size``, take the
-    p1 logits from ``logits_of`` and write each image's saliency map as ``out/<stem>.png``
-    at the image's own size."""
-    groups = list(batches(files, max(1, batch_size)))
+    p1 logits from ``logits_of`` (or from ``run_batches``, which gets every batch's loader and
+    yields ``(batch index, logits)`` in any order: a cluster) and write each image's saliency
+    map as ``out/<stem>.png`` at the image's own size. ``key``: see ``_pending``."""
+    groups = list(batches(_pending(files, out, key), max(1, batch_size)))
+    sizes: dict[Path, tuple[int, int]] = {}
+
+    def loader(group: Sequence[Path]) -> Callable[[], torch.Tensor]:
+        def load() -> torch.Tensor:
+            rgbs = [read_image(p) for p in group]
+            sizes.update((p, (img.height, img.width)) for p, img in zip(group, rgbs))
+            return torch.stack([normalize(img, size) for img in rgbs])
+        return load
+
+    def sequential() -> Iterator[tuple[int, torch.Tensor]]:
+        assert logits_of is not None
+        for index, group in enumerate(groups):
+            x = loader(group)()
+            with torch.no_grad():
+                yield index, logits_of(x)
+
+    results = sequential() if run_batches is None else run_batches([loader(g) for g in groups])
+    done = ([(p, lg) for p, lg in zip(groups[i], logits)] for i, logits in results)
     written: list[Path] = []
-    for group in progress(groups, len(files)) if progress else groups:
-        rgbs = [read_image(p) for p in group]
-        x = torch.stack([normalize(img, size) for img in rgbs])
-        with torch.no_grad():
-            logits = logits_of(x)
-        for path, img, lg in zip(group, rgbs, logits):
+    total = sum(len(g) for g in groups)
+    for pairs in progress(done, total) if progress else done:
+        for path, lg in pairs:
             target = out / f"{path.stem}.png"
-            write_png(saliency_map(lg.float(), (img.height, img.width)), target)
+            write_png(saliency_map(lg.float(), sizes.pop(path)), target)
             written.append(target)
     return written
 

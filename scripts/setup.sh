@@ -4,7 +4,7 @@
 #   1. torch pinned to the local CPU wheel (an unpinned torch pulls CUDA),
 #   2. numpy<2 and Lava's real dependencies at versions with 3.11 wheels,
 #   3. lava-nc / lava-dl without their (wrong) Python-version metadata,
-#   4. norse without torchvision, then the rest and this package (editable).
+#   4. norse without torchvision, then the rest and this package (editable), then Ray.
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,8 @@ $PIP install --quiet --no-deps --ignore-requires-python "lava-nc==0.10.0" "lava-
 $PIP install --quiet --no-deps "norse==1.1.0"
 # scikit-image 0.22 is the newest that accepts the networkx Lava pins.
 $PIP install --quiet -e ".[dev]" "networkx==2.8.7" "scikit-image==0.22.0"
+# Ray: the engine of --cluster (lensnet_deploy/cluster.py imports it only when asked).
+$PIP install --quiet "ray==2.60.0"
 # The Lava wheels ship a top-level `tests` package into site-packages; it could
 # shadow ours, and nothing of Lava needs it at run time.
 SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
