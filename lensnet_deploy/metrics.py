@@ -44,6 +44,10 @@ class SODMetrics:
             m.step(pred=pred, gt=gt)
         self.count += 1
 
+    def per_image_smeasure(self) -> list[float]:
+        """The S-measure of every pair, in the order they were added."""
+        return [float(v) for v in self._sm.sms]
+
     def results(self) -> dict[str, float]:
         if self.count == 0:
             raise DatasetError("no image pairs were evaluated")
@@ -78,11 +82,13 @@ def evaluate_pairs(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
 
 
 def evaluate_dirs(pred_dir: str | os.PathLike[str], gt_dir: str | os.PathLike[str],
-                  progress: Callable[[Iterable], Iterable] | None = None) -> tuple[dict[str, float], int, int]:
+                  progress: Callable[[Iterable], Iterable] | None = None,
+                  per_image: bool = False) -> tuple[dict, int, int]:
     """Score every prediction of ``pred_dir`` against the mask of the same stem.
 
     Returns ``(metrics, pairs, resized)``; predictions of another size than
-    their mask are resized bilinearly (``resized`` counts them).
+    their mask are resized bilinearly (``resized`` counts them). ``per_image`` adds
+    ``per_image_smeasure``: stem → S-measure (where a mean hides single images).
     """
     pairs = pair_files(list_images(pred_dir, "prediction"), list_images(gt_dir, "mask"),
                        "prediction", "mask")
@@ -94,7 +100,10 @@ def evaluate_dirs(pred_dir: str | os.PathLike[str], gt_dir: str | os.PathLike[st
         if pred.shape != gt.shape:
             resized += 1
         metrics.step(fit_to(pred, gt.shape), gt)
-    return metrics.results(), len(pairs), resized
+    results = metrics.results()
+    if per_image:
+        results["per_image_smeasure"] = dict(zip((p.stem for p, _ in pairs), metrics.per_image_smeasure()))
+    return results, len(pairs), resized
 
 
 def format_table(rows: dict[str, dict[str, float]], keys: Iterable[str] = METRIC_KEYS) -> str:

@@ -104,7 +104,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
     metrics = {}
     if gt is not None:
         def do_metrics() -> None:
-            rows = {kind: evaluate_dirs(out / "maps" / kind, gt)[0] for kind in ("float", "integer")}
+            rows = {kind: evaluate_dirs(out / "maps" / kind, gt, per_image=True)[0] for kind in ("float", "integer")}
             write_text_atomic(out / "metrics.json", json.dumps(rows, indent=1) + "\n")
 
         _step("evaluate", [out / "metrics.json"], [out / "maps" / "float", out / "maps" / "integer"], do_metrics, log)

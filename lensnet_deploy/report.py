@@ -25,15 +25,21 @@ def _thumb(img: Image.Image) -> Image.Image:
     return canvas
 
 
-def saliency_grid(out: Path, files: list[Path], gt: Path | None, limit: int = 12) -> Image.Image:
-    """Rows of image | ground truth | float map | integer map."""
+def saliency_grid(out: Path, files: list[Path], gt: Path | None, limit: int = 12,
+                  labels: dict[str, str] | None = None) -> Image.Image:
+    """Rows of image | ground truth | float map | integer map (``labels``: a caption per stem)."""
     columns = ["image"] + (["ground truth"] if gt else []) + ["float", "integer (bit-exact sim)"]
     rows = files[:limit]
-    grid = Image.new("RGB", (len(columns) * (THUMB + 8) + 8, 24 + len(rows) * (THUMB + 8)), "white")
+    row_h = THUMB + 8 + (14 if labels else 0)
+    grid = Image.new("RGB", (len(columns) * (THUMB + 8) + 8, 24 + len(rows) * row_h), "white")
     draw = ImageDraw.Draw(grid)
     for j, title in enumerate(columns):
         draw.text((8 + j * (THUMB + 8), 6), title, fill="black")
     for i, path in enumerate(rows):
+        top = 24 + i * row_h
+        if labels:
+            draw.text((8, top), labels.get(path.stem, path.stem), fill="black")
+            top += 14
         tiles = [read_image(path)]
         if gt:
             mask = next(iter(sorted(gt.glob(f"{path.stem}.*"))), None)
@@ -41,8 +47,61 @@ def saliency_grid(out: Path, files: list[Path], gt: Path | None, limit: int = 12
         for kind in ("float", "integer"):
             tiles.append(Image.open(out / "maps" / kind / f"{path.stem}.png"))
         for j, tile in enumerate(tiles):
-            grid.paste(_thumb(tile), (8 + j * (THUMB + 8), 24 + i * (THUMB + 8)))
+            grid.paste(_thumb(tile), (8 + j * (THUMB + 8), top))
     return grid
+
+
+def per_image_delta(metrics: dict) -> dict[str, float]:
+    """stem → S_integer − S_float, from a run's metrics (empty when they lack per-image values)."""
+    f = (metrics.get("float") or {}).get("per_image_smeasure") or {}
+    i = (metrics.get("integer") or {}).get("per_image_smeasure") or {}
+    return {stem: i[stem] - f[stem] for stem in f if stem in i}
+
+
+def delta_histogram(delta: dict[str, float]) -> Image.Image:
+    """Histogram of the per-image ΔS, the ±0.01 band marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    values = list(delta.values())
+    ax.hist(values, bins=max(5, min(40, len(values))), color="#4a6fb5")
+    ax.axvspan(-0.01, 0.01, color="#9c9", alpha=0.3, label="|ΔS| ≤ 0.01")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("S-measure, integer − float, per image")
+    ax.set_ylabel("images")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def _per_image_section(out: Path, files: list[Path], gt: Path | None, metrics: dict, copies: Path) -> str:
+    delta = per_image_delta(metrics)
+    if not delta:
+        return ""
+    mean_abs = sum(abs(v) for v in delta.values()) / len(delta)
+    worst = sorted(delta, key=lambda k: -abs(delta[k]))
+    within = sum(abs(v) <= 0.01 for v in delta.values())
+    hist = delta_histogram(delta)
+    by_stem = {p.stem: p for p in files}
+    shown = [by_stem[k] for k in worst[:3] if k in by_stem]
+    captions = {k: f"{k}: S integer - S float = {delta[k]:+.4f}" for k in worst[:3]}
+    grid = saliency_grid(out, shown, gt, limit=3, labels=captions)
+    for name, img in (("per_image_delta_s.png", hist), ("worst_images.png", grid)):
+        with atomic_path(copies / name, suffix=".png") as tmp:
+            img.save(tmp, format="PNG")
+    return f"""<h2>Image by image: float vs integer</h2>
+<p>S-measure per image, integer − float: mean |ΔS| {mean_abs:.4f}, worst {delta[worst[0]]:+.4f}
+({html.escape(worst[0])}); {within} of {len(delta)} images within ±0.01.</p>
+<img alt="per-image delta S histogram" src="data:image/png;base64,{_png_b64(hist)}">
+<h3>The images where the integer model differs most</h3>
+<img alt="worst images" src="data:image/png;base64,{_png_b64(grid)}">
+"""
 
 
 def _png_b64(img: Image.Image) -> str:
@@ -70,7 +129,7 @@ def write_report(out: Path, files: list[Path], gt: Path | None, summary: dict) -
     rows = ""
     if metrics:
         for k in METRIC_KEYS:
-            f, i = metrics["float"][k], metrics["integer"][k]
+            f, i = metrics["float"][k], metrics["integer"][k]  # per-image values are not rows
             rows += f"<tr><td>{METRIC_TITLES[k]}</td><td>{f:.4f}</td><td>{i:.4f}</td><td>{i - f:+.4f}</td></tr>"
     b = summary["build"]
     energy = (build / "energy.txt").read_text() if (build / "energy.txt").exists() else "(no energy report)"
@@ -90,6 +149,7 @@ img {{ max-width: 100%; }} .figures {{ display: flex; gap: 24px; flex-wrap: wrap
 <h2>Saliency quality: float vs integer</h2>
 <table><tr><th>metric</th><th>float</th><th>integer</th><th>Δ</th></tr>
 {rows or '<tr><td>no masks given</td></tr>'}</table>
+{_per_image_section(out, files, gt, metrics, copies)}
 <h2>Saliency maps</h2>
 <img alt="saliency grid" src="data:image/png;base64,{_png_b64(grid)}">
 <h2>Hardware</h2>

@@ -37,8 +37,19 @@ def test_run_writes_every_artifact_and_the_report(small_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"float", "integer"} and 0 <= metrics["integer"]["mae"] <= 1
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "S-measure" in page and "kapoho-point" in page
+    # firing rates, the per-image ΔS histogram, the worst images, the saliency grid
+    assert page.count("data:image/png;base64,") == 4 and "S-measure" in page and "kapoho-point" in page
     assert summary["build"]["chips"] == 4 and summary["images"] == 3
+    # image by image: the mean of the per-image S-measures is the table's S-measure
+    per = {k: metrics[k]["per_image_smeasure"] for k in ("float", "integer")}
+    assert sorted(per["float"]) == sorted(p.stem for p in (base / "Image").iterdir())
+    for kind in per:
+        assert sum(per[kind].values()) / 3 == pytest.approx(metrics[kind]["smeasure"], abs=1e-12)
+    delta = {k: per["integer"][k] - per["float"][k] for k in per["float"]}
+    worst = max(delta, key=lambda k: abs(delta[k]))
+    mean_abs = sum(abs(v) for v in delta.values()) / 3
+    assert f"mean |ΔS| {mean_abs:.4f}, worst {delta[worst]:+.4f}\n({worst})" in page
+    assert (out / "report" / "per_image_delta_s.png").exists() and (out / "report" / "worst_images.png").exists()
 
 
 def test_a_second_run_skips_fresh_steps_and_redoes_stale_ones(small_run):
