@@ -37,6 +37,7 @@ class QuantizeReport:
     spike_agreement: dict[str, float]
     saturation: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_image_delta_s: list[float] = field(default_factory=list)  # S integer − S float, per calibration image
 
     def format(self, top: int = 8) -> str:
         lines = ["layer                                              bits  SQNR dB   bound      observed"]
@@ -62,6 +63,11 @@ class QuantizeReport:
 
             lines.append(f"float vs integer on the {sat.get('images', '')} calibration images with masks:")
             lines.append(format_table(self.metrics))
+        if self.per_image_delta_s:
+            d = np.abs(np.array(self.per_image_delta_s))
+            lines.append(f"image by image, S integer − S float: mean |ΔS| {d.mean():.4f}, worst "
+                         f"{self.per_image_delta_s[int(d.argmax())]:+.4f} (image {int(d.argmax()) + 1}); "
+                         f"{int((d <= 0.01).sum())} of {len(d)} images within ±0.01")
         return "\n".join(lines)
 
 
@@ -147,6 +153,8 @@ def _calibration_report(ir, model: IntegerModel, images: torch.Tensor, masks: li
         rows = {k: v.results() for k, v in scores.items()}
         rows["Δ (int − float)"] = {k: rows["integer"][k] - rows["float"][k] for k in METRIC_KEYS}
         report.metrics = rows
+        f, i = (scores[k].per_image_smeasure() for k in ("float", "integer"))
+        report.per_image_delta_s = [b - a for a, b in zip(f, i)]
 
 
 def prepare(int_graph: IntegerModel | nir.NIRGraph) -> IntegerModel:

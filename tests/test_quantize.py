@@ -213,5 +213,13 @@ def test_quantize_report_saturations_and_metrics():
     assert report.metrics["integer"] == integer.results()
     delta = report.metrics["Δ (int − float)"]
     assert delta["smeasure"] == report.metrics["integer"]["smeasure"] - report.metrics["float"]["smeasure"]
+    # image by image: ΔS per calibration image, and their mean is the ΔS of the means
+    per = report.per_image_delta_s
+    assert len(per) == 3 and per == again.per_image_delta_s
+    float_s = [i - d for i, d in zip(integer.per_image_smeasure(), per)]  # the integer side from the maps above
+    assert sum(float_s) / 3 == pytest.approx(report.metrics["float"]["smeasure"], abs=1e-12)
+    assert sum(per) / 3 == pytest.approx(delta["smeasure"], abs=1e-12)
+    worst = max(range(3), key=lambda i: abs(per[i]))
+    assert f"worst {per[worst]:+.4f} (image {worst + 1})" in report.format()
     with pytest.raises(Exception, match="one calibration image each"):
         quantize_with_report(graph, x, masks[:2])
