@@ -9,6 +9,12 @@ threshold per neuron, written as a shared ``vth`` per process plus a per-neuron
 offset ``o = vth − T``: ``bias_mant = o`` at ``bias_exp = 6`` (−4096 ≤ o ≤ 4095)
 or ``bias_mant = o / 2`` at ``bias_exp = 7`` (even o, −8192 ≤ o ≤ 8190).
 Neurons whose thresholds spread wider than that go into several processes.
+
+A membrane wider than a LIF input (up to the 24-bit state) reaches the LIF neurons
+through a GradedVec relay that holds it whole and an identity synapse of weight 2 at
+``weight_exp = −k − 1``, which delivers ``floor(m / 2^k)``: the neuron then spikes exactly
+when ``m > θ`` for thresholds on the grid ``θ ≡ −1 (mod 2^k)``, which ``quantize`` chooses
+(``pre_shift_layout``).
 """
 
 from __future__ import annotations
@@ -86,6 +92,35 @@ def lif_groups(T: np.ndarray, t: Target, keep_channels: bool = True) -> list[Lif
         vth, mant, exp = _fit(flat[rows], t)  # type: ignore[misc]
         out.append(LifGroup(rows, vth, mant, exp))
     return out
+
+
+def pre_shift_layout(theta: np.ndarray, bias: np.ndarray, syn_bound: np.ndarray,
+                     t: Target) -> tuple[int, LifLayout] | None:
+    """``(k, layout)`` with the smallest pre-shift ``k`` at which LIF processes hold the spike:
+    ``k = 0`` reads the synaptic sum directly (``lif_layout``); ``k > 0`` reads ``floor(m / 2^k)``
+    of the whole membrane ``m`` (bias included), with thresholds ``(θ + 1) / 2^k − 1``, exact
+    when every ``θ + 1`` is a multiple of ``2^k``. None if no k up to ``t.pre_shift_max`` fits."""
+    layout = lif_layout(theta, bias, syn_bound, t)
+    if layout is not None:
+        return 0, layout
+    full = np.asarray(syn_bound, np.int64) + np.abs(np.asarray(bias, np.int64))
+    for k in range(1, t.pre_shift_max + 1):
+        if ((theta + 1) % 2**k).any():
+            return None
+        coarse_bound = -(-full // 2**k)  # floor(m / 2^k) stays within ±ceil(bound / 2^k)
+        if coarse_bound.max(initial=0) > t.lif_input_max:
+            continue
+        layout = lif_layout(((theta + 1) >> k) - 1, np.zeros_like(full), coarse_bound, t)
+        if layout is not None:
+            return k, layout
+    return None
+
+
+def threshold_spread_shift(D: int, t: Target) -> int:
+    """The finest shift at which the D thresholds of a spike, ``(j − ½)·2^s``, fit one process:
+    (D − 1)·2^s within the offsets one ``vth`` reaches (even offsets at bias_exp 7)."""
+    spread = 2 * (2 * (t.bias_mant_max + 1)) - 2  # 16382
+    return int(np.floor(np.log2(spread / max(1, D - 1)))) if D > 1 else 62
 
 
 def weight_format(w_int: np.ndarray, exp: int) -> tuple[np.ndarray, int]:

@@ -31,7 +31,7 @@ from ..export import ops as O
 from ..export.ir import Graph, Node
 from ..normalization import PIXEL_MAGNITUDE
 from . import ops as I
-from .loihi import LifLayout, bias_digits, lif_layout, weight_format
+from .loihi import LifLayout, bias_digits, pre_shift_layout, weight_format
 from .semantics import count_bits
 from .targets import Target
 
@@ -296,13 +296,29 @@ class _Builder:
         syn, bias = self.membrane(src.name)
         parts = []
         for chunk in self.chunks(n):
-            layout = lif_layout(op.theta[chunk], bias[chunk], syn[chunk], self.t)
-            if layout is None:
+            found = pre_shift_layout(op.theta[chunk], bias[chunk], syn[chunk], self.t)
+            if found is None:
                 raise DesignRuleError(n.name, "lif_threshold", f"vth 0..{self.t.vth_max} with 13-bit offsets",
                                       "thresholds no LIF process holds")
+            shift, layout = found
+            whole = self.whole_membrane(n, src, chunk) if shift else None
             for k, group in enumerate(layout.groups):
-                parts.append(self.build_lif(n, src, chunk, layout, group, k))
+                parts.append(self.build_lif(n, src, chunk, layout, group, k, whole, shift))
         return parts
+
+    def whole_membrane(self, n: Node, src: Node, chunk: np.ndarray) -> Part:
+        """The membrane of ``chunk``'s channels with its bias, whole in a GradedVec relay (for LIF
+        neurons that read it pre-shifted)."""
+        syn, bias = self.membrane(src.name)
+        full = syn[chunk] + np.abs(bias[chunk])
+        if full.max(initial=0) > self.t.message_max:
+            raise DesignRuleError(n.name, "message_bits", f"|membrane| ≤ {self.t.message_max:,}", int(full.max()))
+        shape = (len(chunk), *n.shape[1:])
+        name = f"{n.name}/membrane" + ("" if len(chunk) == n.shape[0] else f"-{chunk[0]}")
+        proc = self.add(Proc(name, "GradedVec", "neuro-core", {"shape": shape, "vth": 0}, n.name,
+                             neurons=int(np.prod(shape)), in_bound=int(full.max(initial=0))))
+        offset = self.realize(self.recipes(src.name), proc, chunk, 1, shape, bias[chunk])
+        return Part(proc.name, "s_out", chunk, 1, True, offset, shape, int(full.max(initial=0)))
 
     def chunks(self, n: Node) -> list[np.ndarray]:
         """Channel chunks of a spike layer: one, unless a grouped convolution of more groups than
@@ -323,7 +339,10 @@ class _Builder:
                     for c in self.stream_convs(i)]
         return []
 
-    def build_lif(self, n: Node, src: Node, chunk: np.ndarray, layout: LifLayout, group, k: int) -> Part:
+    def build_lif(self, n: Node, src: Node, chunk: np.ndarray, layout: LifLayout, group, k: int,
+                  whole: Part | None = None, shift: int = 0) -> Part:
+        """LIF planes of ``group``'s rows, fed by the membrane's synapses, or (``whole``) by the
+        relay that holds it, through an identity synapse that shifts right by ``shift``."""
         D = n.op.D  # type: ignore[attr-defined]
         rows_local = np.asarray(group.rows)
         channels = chunk[np.unique(rows_local // D)]
@@ -336,8 +355,12 @@ class _Builder:
                               "du": 0, "dv": 0, "reset_interval": 1, "reset_offset": 0}, n.name,
                              neurons=int(np.prod(shape)), in_bound=int(layout.input_bound[
                                  np.searchsorted(chunk, channels)].max(initial=0))))
-        offset = self.realize(self.recipes(src.name), proc, channels, D, shape,
-                              self.membrane(src.name)[1][channels] if layout.bias_synapses else None)
+        if whole is not None:
+            self.identity_synapse(whole, proc, channels, D, shape, 0, shift)
+            offset = whole.offset + 1
+        else:
+            offset = self.realize(self.recipes(src.name), proc, channels, D, shape,
+                                  self.membrane(src.name)[1][channels] if layout.bias_synapses else None)
         return Part(proc.name, "s_out", channels, D, False, offset, shape, 1)
 
     def build_wide_spike(self, n: Node) -> list[Part]:
@@ -509,8 +532,9 @@ class _Builder:
             self.link(syn.name, "a_out", target.name, "a_in", ("reshape", shape))
 
     def identity_synapse(self, part: Part, target: Proc, channels: np.ndarray, D: int, shape: tuple,
-                         delay: int) -> None:
-        """Each target row (channel c, plane k) reads channel c of the graded ``part`` (weight 1)."""
+                         delay: int, shift: int = 0) -> None:
+        """Each target row (channel c, plane k) reads channel c of the graded ``part`` (weight 1), or
+        ``floor(value / 2^shift)`` (weight 2 at ``weight_exp = −shift − 1``, ``loihi.weight_format``)."""
         from scipy.sparse import csr_matrix
 
         _, h, w = shape
@@ -529,7 +553,12 @@ class _Builder:
         while delay > self.t.max_delay:  # longer than one DelaySparse holds: a relay in between
             part = self.delay(part, delay - self.t.max_delay)
             delay = self.t.max_delay
-        params = self.sparse_params(matrix, part)
+        if shift:
+            weights, weight_exp = weight_format(matrix.data, -shift)
+            matrix.data = weights
+            params = self.sparse_params(matrix, part, weight_exp)
+        else:
+            params = self.sparse_params(matrix, part)
         kind = "Sparse"
         if delay:
             kind = "DelaySparse"

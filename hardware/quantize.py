@@ -20,7 +20,7 @@ from ..export import ops as O
 from ..export.ir import Graph, Node
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAGNITUDE, PIXEL_OFFSET
 from . import ops as I
-from .loihi import clamped_thresholds, lif_layout
+from .loihi import clamped_thresholds, pre_shift_layout, threshold_spread_shift
 from .semantics import GATE_BITS, GATE_RANGE, GATE_SHIFT, GATE_TABLE_BITS, VERSION, WIDE_MAX
 from .targets import Target, load_target
 
@@ -126,7 +126,7 @@ class _Quantizer:
         src = self.g.nodes[name].inputs[0]
         if src not in self.syn_bound:
             return  # a spike on a wide value runs on an embedded core
-        if lif_layout(op.theta, self.bias_sum[src], self.syn_bound[src], self.t) is None:
+        if pre_shift_layout(op.theta, self.bias_sum[src], self.syn_bound[src], self.t) is None:
             T = clamped_thresholds(op.theta - self.bias_sum[src][:, None], self.syn_bound[src])
             worst = int(np.abs(T).max())
             raise DesignRuleError(name, "lif_threshold", f"vth 0..{self.t.vth_max} with 13-bit offsets",
@@ -178,19 +178,32 @@ class _Quantizer:
         return full, syn
 
     def lif_shift_max(self, names: list[str]) -> int:
-        """The finest shift at which the D thresholds of a spike, ``(k − ½)·2^s``, still fit one LIF
-        process: (D − 1)·2^s within the offsets one ``vth`` reaches (even offsets, bias_exp 7)."""
-        spread = 2 * (2 * (self.t.bias_mant_max + 1)) - 2  # 16382
-        D = max((c.op.D for m in names for c in self.g.consumers(m) if isinstance(c.op, O.Spike)), default=1)
-        return int(np.floor(np.log2(spread / max(1, D - 1)))) if D > 1 else 62
+        """The finest shift a spike's membrane may take: its thresholds must fit one LIF process
+        after the largest pre-shift (``loihi.pre_shift_layout``)."""
+        D = self.spike_D(names)
+        return threshold_spread_shift(D, self.t) + self.t.pre_shift_max if D > 1 else 62
+
+    def spike_D(self, names: list[str]) -> int:
+        return max((c.op.D for m in names for c in self.g.consumers(m) if isinstance(c.op, O.Spike)), default=1)
 
     def lif_read(self, name: str) -> bool:
         return any(isinstance(c.op, O.Spike) for c in self.g.consumers(name))
 
     def synaptic_limit(self, name: str) -> int:
-        """What a LIF neuron reads (the synaptic sum and, when Loihi delivers the bias as synapses,
-        the bias: at most the membrane's bound) must fit its input; any other sum a message."""
-        return self.t.lif_input_max if self.lif_read(name) else self.t.message_max
+        """Every sum is a message (a spike's membrane reaches its LIF neurons whole, or through a
+        relay and a pre-shift, ``loihi.pre_shift_layout``)."""
+        return self.t.message_max
+
+    def pre_shift(self, src: str, D: int) -> int:
+        """k of the LIF neurons that read ``floor(m / 2^k)`` of membrane ``src``: the smallest that
+        brings its bound within a LIF input and its thresholds within one process's spread."""
+        if src not in self.syn_bound:
+            return 0
+        full = int((self.syn_bound[src] + np.abs(self.bias_sum[src])).max(initial=0))
+        k = 0
+        while -(-full // 2**k) > self.t.lif_input_max:
+            k += 1
+        return max(k, int(self.node_shift(src).max()) - threshold_spread_shift(D, self.t), 0)
 
     def lif_input_bound(self, name: str, full: np.ndarray, syn: np.ndarray) -> np.ndarray:
         return full if self.lif_read(name) else syn
@@ -210,6 +223,8 @@ class _Quantizer:
             s = np.max(np.stack([self.ideal[c] for c in convs]), axis=0) if convs else np.zeros(
                 self.g.nodes[root].shape[0], dtype=np.int64)
             s = np.minimum(s, self.lif_shift_max(names))
+            for c in convs:  # a member with smaller weights reaches the shift through its exponent (≤ the target's)
+                s = np.minimum(s, self.ideal[c] + self.t.weight_exp_max + 1)
             if not self.per_channel:
                 s = np.full_like(s, s.min())
             syn_limits = {m: self.synaptic_limit(m) for m in names}
@@ -265,7 +280,11 @@ class _Quantizer:
         theta = np.floor(ks[None, :] / unit[:, None])
         if np.abs(theta).max() > WIDE_MAX:
             raise QuantizationError(f"threshold of the spike after {src} does not fit 64 bits")
-        return theta.astype(np.int64)
+        theta = theta.astype(np.int64)
+        k = self.pre_shift(src, D)
+        if k:  # on the grid θ ≡ −1 (mod 2^k), the nearest point, so that LIFs reading m >> k decide exactly
+            theta = (((theta + 1 + (1 << (k - 1))) >> k) << k) - 1
+        return theta
 
     def sigmoid_table(self, n: Node) -> I.SigmoidTable:
         """``g = LUT_c[clamp(z >> t_c, lo_c, hi_c) − lo_c]``: a 12-bit sigmoid sampled every

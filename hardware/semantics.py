@@ -10,7 +10,7 @@ import torch
 
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX, PIXEL_OFFSET
 
-VERSION = "docs/integer_semantics.md v1"
+VERSION = "docs/integer_semantics.md v2"
 WIDE_BITS = 64  # words of embedded cores and the host (global pool sums, the attention product)
 WIDE_MAX = 2 ** (WIDE_BITS - 2)  # what the quantiser allows a wide value to reach
 GATE_BITS = 12  # the sigmoid table's resolution: g in 0..2^12

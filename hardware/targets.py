@@ -66,6 +66,12 @@ class Target:
         return signed_max(self.message_bits)
 
     @property
+    def pre_shift_max(self) -> int:
+        """The largest k of a LIF that reads ``floor(m / 2^k)`` of a wider membrane: an identity
+        synapse of weight 2 at ``weight_exp = −k − 1`` (Loihi's mixed-sign mantissa drops a bit)."""
+        return -self.weight_exp_min - 1
+
+    @property
     def bias_mant_max(self) -> int:
         return signed_max(self.bias_mant_bits)
 
