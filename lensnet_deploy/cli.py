@@ -428,8 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None,
         parser_factory: Callable[[], argparse.ArgumentParser] = build_parser) -> int:
+    from . import interrupt
+
     parser = parser_factory()
     args = parser.parse_args(argv)
+    interrupt.install()
     try:
         return int(args.func(args))
     except LensNetDeployError as err:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from . import interrupt
 from .atomic import write_text_atomic
 from .datasets import list_images, normalize, pair_files, read_image
 from .errors import DatasetError
@@ -30,11 +31,13 @@ def fresh(outputs: list[Path], inputs: list[Path]) -> bool:
 
 def _step(name: str, outputs: list[Path], inputs: list[Path], work: Callable[[], None],
           log: Callable[[str], None]) -> None:
+    interrupt.check()
     if fresh(outputs, inputs):
         log(f"[skip] {name}: up to date")
         return
     log(f"[run ] {name}")
     work()
+    interrupt.check()  # a Ctrl-C swallowed during the step (in a weakref callback) stops the run here
 
 
 def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, board: str = "auto",

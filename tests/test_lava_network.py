@@ -33,6 +33,18 @@ def tiny_plan(tiny_128):
     return build_plan(tiny_128.ir, LOIHI2)
 
 
+def assert_lava_equals_fast(q, x) -> None:
+    """The Lava network of ``q`` on ``x``: every raw logit and spike count equal to the fast simulator's."""
+    fast = q.fast(x)
+    try:
+        run = q.simulate(x, "lava")
+    finally:
+        q.close()
+    assert all(torch.equal(a, b) for a, b in zip(run.raw, fast.raw))
+    assert set(run.spike_counts) == set(fast.spike_counts)
+    assert all(torch.equal(run.spike_counts[k], fast.spike_counts[k]) for k in fast.spike_counts)
+
+
 def test_the_tiny_network_is_lava_library_processes_on_neuro_cores(tiny_128, tiny_plan):
     procs = tiny_plan.procs.values()
     core = [p for p in procs if p.placement == "neuro-core"]
@@ -242,13 +254,7 @@ def test_membranes_wider_than_a_lif_input_reach_it_pre_shifted_bit_exact(micro_m
     assert all(p.in_bound <= LOIHI2.message_max for p in relays)
     assert {p.params["weight_exp"] for p in shifted} <= set(range(LOIHI2.weight_exp_min, -1))
     assert audit(plan, LOIHI2) == []
-    fast = q.fast(x)
-    try:
-        run = q.simulate(x, "lava")
-    finally:
-        q.close()
-    assert all(torch.equal(a, b) for a, b in zip(run.raw, fast.raw))
-    assert all(torch.equal(run.spike_counts[k], fast.spike_counts[k]) for k in fast.spike_counts)
+    assert_lava_equals_fast(q, x)
 
 
 def test_simulate_through_the_installed_cli_with_lava_equals_fast(tmp_path, micro_model):
@@ -281,12 +287,4 @@ def test_lensnet_tiny_on_real_images_through_the_lava_network(size, count):
     model = L.load_lensnet("lensnet-tiny")
     folder = DATASETS / "ORSSD" / "test-images"
     x = load_images(list_images(folder if folder.exists() else SAMPLES / "Image")[:count], (size, size))
-    q = L.prepare(L.quantize(L.export_nir(model, (size, size)), x))
-    fast = q.fast(x)
-    try:
-        run = q.simulate(x, "lava")
-    finally:
-        q.close()
-    assert all(torch.equal(a, b) for a, b in zip(run.raw, fast.raw))
-    assert set(run.spike_counts) == set(fast.spike_counts)
-    assert all(torch.equal(run.spike_counts[k], fast.spike_counts[k]) for k in fast.spike_counts)
+    assert_lava_equals_fast(L.prepare(L.quantize(L.export_nir(model, (size, size)), x)), x)
