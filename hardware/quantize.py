@@ -105,6 +105,10 @@ class _Quantizer:
         self.per_channel = per_channel
         self.groups = _groups(self.g)
         self.ideal = {n.name: self._ideal_shift(n.op.weight) for n in self.g.of(O.Conv)}  # type: ignore
+        # an all-zero output channel has no grid to respect: it must not coarsen its stream or set the
+        # layer's exponent (a model whose weights already sit on the integer grid has such channels)
+        self.live = {n.name: np.abs(n.op.weight).reshape(n.shape[0], -1).max(axis=1) > 0  # type: ignore
+                     for n in self.g.of(O.Conv)}
         self.shift: dict[str, np.ndarray] = {}  # per stream root
         self.syn_bound: dict[str, np.ndarray] = {}  # per member: bound of the synaptic sum (no bias)
         self.bias_sum: dict[str, np.ndarray] = {}  # per member: the biases its membrane adds to that sum
@@ -142,7 +146,7 @@ class _Quantizer:
 
     def exponent(self, name: str, shift: np.ndarray) -> int:
         """Per-layer weight exponent e ≥ 0: the weights sit at shift − e ≤ their ideal shift."""
-        return int(max(0, int(np.max(shift - self.ideal[name]))))
+        return int(max(0, int(np.max(shift - self.ideal[name], where=self.live[name], initial=0))))
 
     def weights(self, name: str, shift: np.ndarray) -> np.ndarray:
         op: O.Conv = self.g.nodes[name].op  # type: ignore[assignment]
@@ -224,7 +228,7 @@ class _Quantizer:
                 self.g.nodes[root].shape[0], dtype=np.int64)
             s = np.minimum(s, self.lif_shift_max(names))
             for c in convs:  # a member with smaller weights reaches the shift through its exponent (≤ the target's)
-                s = np.minimum(s, self.ideal[c] + self.t.weight_exp_max + 1)
+                s = np.where(self.live[c], np.minimum(s, self.ideal[c] + self.t.weight_exp_max + 1), s)
             if not self.per_channel:
                 s = np.full_like(s, s.min())
             syn_limits = {m: self.synaptic_limit(m) for m in names}

@@ -103,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       seed=args.seed, holdout=args.holdout, val_every=args.val_every,
                       save_every=args.save_every, max_pairs=args.max_pairs, init=str(args.init or ""),
                       schedule=args.schedule, warmup_epochs=args.warmup_epochs, min_lr=args.min_lr,
-                      augment=args.augment)
+                      augment=args.augment, qat=args.qat)
     trainer = Trainer(cfg, args.out, cache_dir=str(args.cache or args.out),
                       progress=lambda it, desc, unit="img": bar(it, desc, unit=unit),
                       log=lambda s: print(s, flush=True))
@@ -405,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pairs", type=int, default=0, help="use only the first N pairs (tests)")
     p.add_argument("--init", metavar="CKPT_OR_NAME",
                    help="start a new run from these weights (e.g. fine-tune at 352 a model pretrained at 128)")
+    p.add_argument("--qat", action="store_true",
+                   help="quantization-aware fine-tuning of --init: weights on the loihi2 integer grid in the "
+                        "forward pass, BatchNorm frozen; the saved weights are the grid's")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(func=cmd_train)
 

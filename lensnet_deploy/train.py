@@ -57,6 +57,8 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warm-up (cosine schedule) from lr/10
     min_lr: float = 0.0
     augment: str = "geometric"  # "geometric": crops, flips, rotations; "full": + multi-scale and colour
+    qat: bool = False  # quantization-aware: weights on the integer grid in the forward pass (lensnet_deploy.qat)
+    qat_refresh: int = 50  # re-read the grid's exponents from the quantizer every N steps
     extra: dict = field(default_factory=dict)
 
     def size(self) -> int:
@@ -165,8 +167,13 @@ class Trainer:
         self.best = -math.inf
         self.history: list[dict] = []
         self.seconds = 0.0
-        if not self._resume() and cfg.init:
+        self.qat = None
+        self._qat_exponents: dict | None = None
+        resumed = self._resume()
+        if not resumed and cfg.init:
             self._initialise(cfg.init)
+        if cfg.qat:
+            self._start_qat(resumed)
         pairs = collect_pairs(cfg.data_root, cfg.train_sets)
         if cfg.max_pairs:
             pairs = pairs[: cfg.max_pairs]
@@ -179,6 +186,29 @@ class Trainer:
         self.steps_per_epoch = len(self.train_cache) // cfg.batch_size
         if self.steps_per_epoch == 0:
             raise LensNetDeployError(f"{len(self.train_cache)} training pairs are fewer than one batch")
+
+    def _start_qat(self, resumed: bool) -> None:
+        """Fine-tuning through the integer grid starts from trained weights, not from scratch."""
+        from .qat import QAT
+
+        if not resumed and not self.cfg.init:
+            raise LensNetDeployError("train --qat fine-tunes trained weights: give --init CKPT_OR_NAME")
+        size = self.cfg.size()
+        self.qat = QAT(self.model, (size, size))
+        if self._qat_exponents is not None:
+            self.qat.refresh({k: np.asarray(v, dtype=np.int64) for k, v in self._qat_exponents.items()})
+        self._train_mode()
+        self.log(f"QAT: {len(self.qat.convs)} convolutions on the integer grid of the loihi2 target")
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.qat is not None:
+            from .qat import freeze
+
+            freeze(self.model)
+
+    def _plain_model(self):
+        return self.qat.snapped() if self.qat is not None else self.model
 
     @property
     def state_path(self) -> Path:
@@ -208,6 +238,7 @@ class Trainer:
         self.optim.load_state_dict(state["optim"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
         self.best, self.history, self.seconds = state["best"], state["history"], state["seconds"]
+        self._qat_exponents = state.get("qat_exponents")
         self._truncate_log(self.global_step)
         self.log(f"resumed {self.state_path} at epoch {self.epoch + 1}, step {self.step}")
         return True
@@ -225,10 +256,13 @@ class Trainer:
                     csv.writer(f).writerows(kept)
 
     def _save_state(self) -> None:
-        state = {"config": asdict(self.cfg), "model": self.model.state_dict(),
+        model = self.qat.plain_state() if self.qat is not None else self.model.state_dict()
+        state = {"config": asdict(self.cfg), "model": model,
                  "optim": self.optim.state_dict(), "epoch": self.epoch, "step": self.step,
                  "global_step": self.global_step, "best": float(self.best),
                  "history": _plain(self.history), "seconds": float(self.seconds)}
+        if self.qat is not None:
+            state["qat_exponents"] = {k: v.tolist() for k, v in self.qat.exponents.items()}
         with atomic_path(self.state_path, suffix=".pt") as tmp:
             torch.save(state, tmp)
 
@@ -243,6 +277,8 @@ class Trainer:
 
     def train_step(self, indices: np.ndarray, lr: float) -> float:
         rng = _rng(self.cfg, self.epoch, self.step)
+        if self.qat is not None and self.global_step and self.global_step % self.cfg.qat_refresh == 0:
+            self.qat.refresh()
         x, y = augment_batch(self.train_cache.images[indices], self.train_cache.masks[indices],
                              self.cfg.size(), rng, self.cfg.augment)
         for group in self.optim.param_groups:
@@ -296,10 +332,11 @@ class Trainer:
                      "lr": lr_at(self.cfg, self.epoch), "seconds": round(self.seconds, 1)}
         if self.val_cache is not None and (self.epoch + 1) % self.cfg.val_every == 0:
             m = validate(self.model, self.val_cache, self.cfg.size())
+            self._train_mode()
             row.update({f"val_{k}": v for k, v in m.items()})
             if m["smeasure"] > self.best:
                 self.best = m["smeasure"]
-                save_lensnet(self.model, self.out / "best.safetensors", self.cfg.variant,
+                save_lensnet(self._plain_model(), self.out / "best.safetensors", self.cfg.variant,
                              {"epoch": str(self.epoch + 1), "val_smeasure": f"{m['smeasure']:.5f}"})
             self.log(f"epoch {self.epoch + 1}: loss {row['train_loss']:.4f}  hold-out S "
                      f"{m['smeasure']:.4f}  MAE {m['mae']:.4f}  ({self.seconds / 60:.1f} min)")

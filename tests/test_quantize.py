@@ -223,3 +223,19 @@ def test_quantize_report_saturations_and_metrics():
     assert f"worst {per[worst]:+.4f} (image {worst + 1})" in report.format()
     with pytest.raises(Exception, match="one calibration image each"):
         quantize_with_report(graph, x, masks[:2])
+
+
+def test_an_all_zero_channel_leaves_the_other_channels_grid_alone(micro_model):
+    """A zero channel (what rounding leaves of tiny weights once a model sits on its grid) has no
+    weight to respect: it must neither coarsen its stream nor raise the layer's exponent."""
+    g = run_passes(capture_lensnet(micro_model, (32, 32)))
+    q, _ = quantize_ir(g)
+    name = "backbone.block4.0.mlp.fc2_conv"
+    zeroed = g.copy()
+    zeroed.nodes[name].op.weight = zeroed.nodes[name].op.weight.copy()
+    zeroed.nodes[name].op.weight[0] = 0.0
+    q0, _ = quantize_ir(zeroed)
+    before, after = q.nodes[name].op, q0.nodes[name].op
+    assert after.exp == before.exp
+    assert np.array_equal(after.shift[1:], before.shift[1:])
+    assert np.array_equal(after.w_int[1:], before.w_int[1:]) and not after.w_int[0].any()
