@@ -93,7 +93,8 @@ def main() -> None:
     parser.add_argument("models", nargs="*", default=["lensnet-tiny"])
     parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--dataset", default="ORSSD")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="test, train, or holdout (the training runs' seeded "
+                                                        "hold-out of ORSSD+EORSSD train, restricted to --dataset)")
     parser.add_argument("--offset", type=int, default=0, help="skip the first N images of the split")
     parser.add_argument("--limit", type=int, default=0, help="N images only (0: all)")
     parser.add_argument("--size", type=int, default=0)
@@ -103,7 +104,15 @@ def main() -> None:
     parser.add_argument("--attribution", type=int, default=0, metavar="TOP",
                         help="also list the TOP layers by their own (teacher-forced) flips")
     args = parser.parse_args()
-    pairs = pair_dataset(*resolve_layout(args.data_root / args.dataset, args.split))[args.offset:]
+    if args.split == "holdout":  # the training hold-out's members of --dataset: never trained on or calibrated with
+        from lensnet_deploy.train import TrainConfig
+        from lensnet_deploy.train_data import collect_pairs, split_holdout
+
+        cfg = TrainConfig()
+        held = split_holdout(collect_pairs(args.data_root, cfg.train_sets), cfg.holdout, cfg.seed)[1]
+        pairs = [p for p in held if p[0].parent.parent.name == args.dataset][args.offset:]
+    else:
+        pairs = pair_dataset(*resolve_layout(args.data_root / args.dataset, args.split))[args.offset:]
     pairs = pairs[: args.limit or None]
     print(f"{args.dataset} {args.split}, images {args.offset + 1}..{args.offset + len(pairs)}")
     print("| model | input | S float | ΔS | ΔMAE | spike counts equal (min layer) | mean abs ΔS | worst ΔS |")
