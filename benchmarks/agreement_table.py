@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--snap", choices=list(SNAPS), default="none",
                         help="first put on the integer grid (lensnet_deploy.qat.snap): the weights; + the biases; "
-                             "+ biases held below ties (what train --qat saves)")
+                             "+ biases held above ties (what train --qat saves)")
     parser.add_argument("--attribution", type=int, default=0, metavar="TOP",
                         help="also list the TOP layers by their own (teacher-forced) flips")
     args = parser.parse_args()

@@ -18,13 +18,18 @@ import numpy as np
 from ..errors import DesignRuleError, GraphError, LensNetDeployError
 from ..export import ops as O
 from ..export.ir import Graph, Node
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAGNITUDE, PIXEL_OFFSET
+from ..normalization import INPUT_MEAN, INPUT_STD, PIXEL_MAGNITUDE, PIXEL_OFFSET
 from . import ops as I
 from .loihi import clamped_thresholds, pre_shift_layout, threshold_spread_shift
 from .semantics import GATE_BITS, GATE_RANGE, GATE_SHIFT, GATE_TABLE_BITS, VERSION, WIDE_MAX
 from .targets import Target, load_target
 
 MIN_SHIFT = -8  # a stream coarser than 2^8 per step means the model cannot be represented
+# A weight within this fraction of a step of a half-point rounds up, whatever its float noise: a
+# snapped model's weights sit exactly on the half-points of every coarser grid the shift search
+# tries, and float32 storage (±1e-5 of a step at 127) must not decide which way they go (and
+# so which shift wins). Elsewhere it moves a rounding by at most 6e-5 of a step.
+HALF_POINT_SLACK = 2.0**-14
 
 
 
@@ -63,16 +68,15 @@ def _groups(g: Graph) -> dict[str, str]:
 
 
 def _fold_input_normalisation(g: Graph) -> None:
-    """The first convolution reads centred pixels ``p − round(255·mean)``: fold
-    ``(p/255 − mean)/std`` into it (float64). Zero padding of centred pixels
-    equals padding the normalised image with ``(round(255·mean) − 255·mean)/(255·std)``
-    (≤ 0.006) instead of 0: the only inexact step of the input."""
+    """The first convolution reads centred pixels ``p − PIXEL_OFFSET``: fold ``(p/255 − mean)/std``
+    into it (float64). The mean is ``PIXEL_OFFSET/255`` (``normalization.py``), so the bias term
+    vanishes and zero padding is the same pixel in both models: the input is exact."""
     first = [n for n in g.of(O.Conv) if n.inputs == ["input"]]
     if len(first) != 1:
         raise GraphError("an integer model needs exactly one convolution reading the input")
     op: O.Conv = first[0].op  # type: ignore[assignment]
-    mean = np.asarray(IMAGENET_MEAN, np.float64)
-    std = np.asarray(IMAGENET_STD, np.float64)
+    mean = np.asarray(INPUT_MEAN, np.float64)
+    std = np.asarray(INPUT_STD, np.float64)
     offset = np.asarray(PIXEL_OFFSET, np.float64)
     w = op.weight
     bias = op.bias if op.bias is not None else np.zeros(w.shape[0])
@@ -137,11 +141,14 @@ class _Quantizer:
                                   f"a threshold of {worst:,} on the synaptic input")
 
     def _ideal_shift(self, weight: np.ndarray) -> np.ndarray:
-        """Per output channel, the largest t with max|W·2^t| ≤ the weight maximum (0 for a zero channel)."""
+        """Per output channel, the largest t with max|rint(W·2^t)| ≤ the weight maximum (0 for a
+        zero channel). The rounded integer is what must fit: a weight snapped to ±127 that float
+        storage leaves a hair above (127.0000001) keeps its grid instead of losing a bit."""
         wmax = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
         t = np.zeros(weight.shape[0], dtype=np.int64)
         ok = wmax > 0
-        t[ok] = np.floor(np.log2(self.t.weight_max / wmax[ok])).astype(np.int64)
+        t[ok] = np.floor(np.log2((self.t.weight_max + 0.5) / wmax[ok])).astype(np.int64)
+        t[ok & (np.floor(wmax * np.exp2(t) + (0.5 + HALF_POINT_SLACK)) > self.t.weight_max)] -= 1  # 127.5 → 128
         return t
 
     def exponent(self, name: str, shift: np.ndarray) -> int:
@@ -151,7 +158,7 @@ class _Quantizer:
     def weights(self, name: str, shift: np.ndarray) -> np.ndarray:
         op: O.Conv = self.g.nodes[name].op  # type: ignore[assignment]
         at = shift - self.exponent(name, shift)
-        w = np.rint(op.weight * np.exp2(at)[:, None, None, None]).astype(np.int64)
+        w = np.floor(op.weight * np.exp2(at)[:, None, None, None] + (0.5 + HALF_POINT_SLACK)).astype(np.int64)
         return np.clip(w, -self.t.weight_max, self.t.weight_max)
 
     def bias(self, name: str, shift: np.ndarray) -> np.ndarray:
@@ -278,10 +285,14 @@ class _Quantizer:
         raise QuantizationError(f"a spike reads a {n.kind} value ({name}); no integer threshold rule for it")
 
     def thresholds(self, src: str, D: int) -> np.ndarray:
-        """θ[c, k] = floor((k − 0.5) / unit_c): ``m > θ`` ⟺ ``m·unit > k − 0.5`` (ties round down)."""
+        """θ[c, k] = ceil((k − 0.5) / unit_c) − 1: ``m > θ`` ⟺ ``m·unit ≥ k − 0.5`` (ties round up).
+
+        Up, not down: ``θ + 1 = (k − 0.5)·2^s`` is then a multiple of 2^(s−1), so a pre-shifted
+        LIF (which needs θ ≡ −1 mod 2^k) holds it exactly whenever k < s; ties-down thresholds
+        sit one above and had to move by up to 2^(k−1) (docs/qat.md)."""
         unit = self.unit(src)
         ks = np.arange(1, D + 1, dtype=np.float64) - 0.5
-        theta = np.floor(ks[None, :] / unit[:, None])
+        theta = np.ceil(ks[None, :] / unit[:, None]) - 1
         if np.abs(theta).max() > WIDE_MAX:
             raise QuantizationError(f"threshold of the spike after {src} does not fit 64 bits")
         theta = theta.astype(np.int64)

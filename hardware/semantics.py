@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD, PIXEL_MAX, PIXEL_OFFSET
+from ..normalization import INPUT_MEAN, INPUT_STD, PIXEL_MAX, PIXEL_OFFSET
 
-VERSION = "docs/integer_semantics.md v2"
+VERSION = "docs/integer_semantics.md v3"
 WIDE_BITS = 64  # words of embedded cores and the host (global pool sums, the attention product)
 WIDE_MAX = 2 ** (WIDE_BITS - 2)  # what the quantiser allows a wide value to reach
 GATE_BITS = 12  # the sigmoid table's resolution: g in 0..2^12
@@ -22,8 +22,8 @@ GATE_RANGE = 16.0  # |z| beyond which the sigmoid is saturated in the table
 def centred_pixels(images: torch.Tensor) -> torch.Tensor:
     """The integer model's input: ``p − round(255·mean)`` (int64) of ImageNet-normalised images
     made from uint8 files (``p = round((x·std + mean)·255)`` recovers them exactly)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    mean = torch.tensor(INPUT_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(INPUT_STD, dtype=torch.float64).view(1, 3, 1, 1)
     p = torch.round((images.double() * std + mean) * PIXEL_MAX).clamp(0, PIXEL_MAX).to(torch.int64)
     return p - torch.tensor(PIXEL_OFFSET, dtype=torch.int64).view(1, 3, 1, 1)
 

@@ -20,6 +20,10 @@ from .model_zoo.registry import zoo_checkpoint, zoo_entries
 
 FORMAT_TAG = "lensnet-deploy/checkpoint-1"
 SHOW_KEYS = 3
+GRID_TAG = "int8-grid"  # metadata "weights": weights stored as int8 times a float32 scale per output channel
+GRID_SCALE = ".grid_scale"  # suffix of a grid weight's scale tensor
+GRID_MAX = 127
+GRID_TOLERANCE = 1e-4  # of one grid step: how far a float32 weight may sit from its integer
 
 
 def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -67,6 +71,52 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, meta
 
 
+def grid_encode(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``w`` as int8 ``q`` and a float32 scale per output channel with ``q·scale == w`` to float32
+    precision, or None where the rows are not small integer multiples of one step.
+
+    A model snapped to its integer grid (``qat.snap``) has weights ``w_int / (A·2^at)``; the
+    per-channel step is found from the data (the largest step that makes a row integral), so
+    no quantizer runs on load. Float16 cannot hold these (its 2^-11 error is ~0.06 of a step
+    on a wide sum); float32 would double the file."""
+    if w.dim() < 2 or not w.is_floating_point():
+        return None
+    rows = w.detach().double().reshape(w.shape[0], -1)
+    top = rows.abs().amax(dim=1, keepdim=True)
+    m = torch.arange(1, GRID_MAX + 1, dtype=torch.float64)
+    scale = torch.ones(w.shape[0], dtype=torch.float64)
+    for o in range(w.shape[0]):
+        if top[o] == 0:
+            continue
+        ratios = rows[o][None, :] * (m[:, None] / top[o])  # row / (top/m): integers when top/m is the step
+        ok = ((ratios - ratios.round()).abs() <= GRID_TOLERANCE).all(dim=1)
+        if not bool(ok.any()):
+            return None
+        scale[o] = top[o] / m[int(ok.nonzero()[0])]
+    q = (rows / scale[:, None]).round()
+    scale32 = scale.float()
+    back = q.float() * scale32[:, None]  # what loading computes
+    if float((back.double() - rows).abs().max()) > float(top.max()) * 2.0**-21:  # a few float32 ulps
+        return None
+    return q.to(torch.int8).reshape(w.shape), scale32
+
+
+def _grid_decode(tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    out = {k: v for k, v in tensors.items() if not k.endswith(GRID_SCALE)}
+    for key, scale in tensors.items():
+        if not key.endswith(GRID_SCALE):
+            continue
+        name = key[: -len(GRID_SCALE)]
+        q = out.get(name)
+        if q is None or q.dtype != torch.int8 or scale.dim() != 1 or scale.shape[0] != q.shape[0]:
+            raise CheckpointError(f"{source}: grid weight {name} does not match its scale {list(scale.shape)}")
+        out[name] = q.float() * scale.float().view(-1, *([1] * (q.dim() - 1)))
+    stray = [k for k, v in out.items() if v.dtype == torch.int8]
+    if stray:
+        raise CheckpointError(f"{source}: int8 tensor {stray[0]} has no {GRID_SCALE} (corrupt grid checkpoint)")
+    return out
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read tensors (and safetensors metadata) from a checkpoint file."""
     path = Path(path)
@@ -77,7 +127,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        tensors, meta = _read_safetensors(path)
+        if meta.get("weights") == GRID_TAG:
+            tensors = _grid_decode(tensors, str(path))
+        return tensors, meta
     return _read_torch(path), {}
 
 
@@ -161,15 +214,27 @@ def load_lensnet(path_or_name: str | os.PathLike[str],
 
 
 def save_lensnet(model: LensNet, path: str | os.PathLike[str], variant: str = "custom",
-                 extra: Mapping[str, str] | None = None, half: bool = False) -> Path:
-    """Write ``model`` as safetensors with its config in the metadata (atomically)."""
+                 extra: Mapping[str, str] | None = None, half: bool = False, grid: bool = False) -> Path:
+    """Write ``model`` as safetensors with its config in the metadata (atomically).
+
+    ``half``: float16. ``grid``: every weight that :func:`grid_encode` can hold exactly as
+    int8 plus a float32 scale per output channel (a snapped model: a quarter of float32),
+    the rest float32."""
     from safetensors.torch import save_file
 
+    if half and grid:
+        raise CheckpointError("a checkpoint is either float16 (half) or int8 grid weights, not both")
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     meta = {"format": FORMAT_TAG, "lensnet_variant": variant,
             "lensnet_config": json.dumps(model.config.to_dict())}
+    if grid:
+        for key in [k for k in state if k.endswith(".weight")]:
+            coded = grid_encode(state[key])
+            if coded is not None:
+                state[key], state[key + GRID_SCALE] = coded
+        meta["weights"] = GRID_TAG
     meta.update(extra or {})
     path = Path(path)
     with atomic_path(path, suffix=".safetensors") as tmp:

@@ -56,10 +56,19 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         from .zoo import register_model
 
         entry = register_model(args.name, args.run, args.data_root, args.status, args.command_line,
-                               hardware=args.hardware, half=args.half, notes=args.notes)
+                               hardware=args.hardware, half=args.half, notes=args.notes,
+                               snap=args.snap)
         m = entry["metrics"]
         print(f"registered {args.name}: {entry['file']} ({entry['file_size_bytes'] / 2**20:.2f} MB), ORSSD test "
               f"S {m['smeasure']:.4f} MAE {m['mae']:.4f}")
+        return EXIT_OK
+    if args.zoo_command == "snap":
+        from .zoo import snap_entry
+
+        entry = snap_entry(args.name, args.size, args.data_root, args.status)
+        m = entry["metrics"]
+        print(f"snapped {args.name} at {args.size}²: {entry['file']} ({entry['file_size_bytes'] / 2**20:.2f} MB, "
+              f"int8 grid), ORSSD test S {m['smeasure']:.4f} MAE {m['mae']:.4f}")
         return EXIT_OK
     if args.zoo_command == "info":
         entry = zoo_entry(args.name)
@@ -138,6 +147,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_nir, write_nir
     from .export.summary import summarize
 
+    if args.snap:
+        from .qat import snap
+
+        model = snap(model, size)
+        print(f"snapped the weights and folded biases onto the loihi2 integer grid at {size[0]}x{size[1]} "
+              f"(docs/qat.md): this float graph is its integer model's twin")
     graph = export_nir(model, size)
     write_nir(graph, out)
     summary = summarize(graph)
@@ -248,7 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif checkpoint is None or images is None:
         raise LensNetDeployError("give both CKPT_OR_NAME and --images, or neither for the bundled default")
     run_pipeline(checkpoint, images, gt, args.output, board=args.board, target=args.target,
-                 log=lambda s: print(s, flush=True), backend=args.backend)
+                 log=lambda s: print(s, flush=True), backend=args.backend, cluster=args.cluster)
     return EXIT_OK
 
 
@@ -320,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("nir", "onnx"), default="nir")
     p.add_argument("--variant", help="LENS-Net variant of a .pth checkpoint (default: the full model)")
     p.add_argument("--summary-json", type=Path, help="also write the export summary as JSON")
+    p.add_argument("--snap", action="store_true",
+                   help="first put weights and folded biases on the loihi2 integer grid (qat.snap), so that "
+                        "the quantized model agrees with this float graph spike for spike (changes the float "
+                        "model by under half a grid step per weight)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quantize", help="float NIR → integer NIR (int8 weights, 24-bit state), with a report")
@@ -363,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="auto", help="board to compile for (default: the smallest that holds the model)")
     p.add_argument("--backend", choices=("fast", "lava"), default="fast",
                    help="integer maps from the fast simulator or from the Loihi 2 network on Lava's CPU simulator")
+    p.add_argument("--cluster", metavar="SPEC",
+                   help="run the integer simulation on Ray workers: local (one per core), local:N, or an address")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("deploy", help="run a saved build on a Loihi 2 system (needs Intel's lava-loihi)")
@@ -424,7 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     zr.add_argument("--command", dest="command_line", required=True, help="the command that trains/resumes it")
     zr.add_argument("--hardware", help="where it was trained (default: this machine)")
     zr.add_argument("--half", action="store_true", help="store float16 weights")
+    zr.add_argument("--snap", type=int, metavar="SIZE",
+                    help="snap weights and biases to the loihi2 integer grid at SIZE² first (qat.snap) and "
+                         "store them as int8 grid weights")
     zr.add_argument("--notes", default="", help="a paragraph for the model card (e.g. what the metrics mean)")
+    zs = zsub.add_parser("snap", help="(maintainers) put a zoo model's weights on the integer grid, int8 storage")
+    zs.add_argument("name")
+    zs.add_argument("--size", type=int, required=True, help="the input side it is deployed at")
+    zs.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
+    zs.add_argument("--status", help="the registry's new status line")
     p.set_defaults(func=cmd_zoo)
     return parser
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DatasetError
-from .normalization import IMAGENET_MEAN, IMAGENET_STD
+from .normalization import INPUT_MEAN, INPUT_STD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SHOW = 3
@@ -129,14 +129,15 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def normalize(rgb: Image.Image, size: tuple[int, int] | None) -> torch.Tensor:
-    """The authors' preprocessing: bilinear resize to ``size`` (H, W), /255, ImageNet mean/std."""
+    """The authors' preprocessing: bilinear resize to ``size`` (H, W), /255, the ImageNet
+    mean (rounded to whole pixel levels, ``normalization.py``) and std."""
     if size is not None:
         h, w = size
         rgb = rgb.resize((int(w), int(h)), Image.BILINEAR)
     arr = np.asarray(rgb, dtype=np.uint8)
     t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+    mean = torch.tensor(INPUT_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(INPUT_STD, dtype=torch.float32).view(3, 1, 1)
     return t.sub(mean).div(std)
 
 
@@ -147,6 +148,6 @@ def load_images(paths: Sequence[str | os.PathLike[str]], size: tuple[int, int]) 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
     """Inverse of the ImageNet normalisation, clamped to [0, 1] (for display)."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(INPUT_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(INPUT_STD).view(1, 3, 1, 1)
     return (images * std + mean).clamp(0, 1)

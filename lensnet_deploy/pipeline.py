@@ -41,8 +41,12 @@ def _step(name: str, outputs: list[Path], inputs: list[Path], work: Callable[[],
 
 
 def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, board: str = "auto",
-                 target: str = "loihi2", log: Callable[[str], None] = print, backend: str = "fast") -> dict:
-    """Run every step into ``out``; returns the summary written to ``out/summary.json``."""
+                 target: str = "loihi2", log: Callable[[str], None] = print, backend: str = "fast",
+                 cluster: str | None = None) -> dict:
+    """Run every step into ``out``; returns the summary written to ``out/summary.json``.
+
+    ``cluster`` (``local``, ``local:N`` or a Ray address) spreads the integer simulation's
+    batches over Ray workers (``lensnet_deploy.cluster``); the maps are the same."""
     from . import compile as compile_build
     from . import export_nir, load_lensnet, prepare, quantize
     from .export import read_nir, write_nir
@@ -87,15 +91,24 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
         return prepared["model"]
 
     def do_int_maps() -> None:
-        # the Lava network takes one image per step: one batch fills its pipeline once
-        batch = len(files) if backend == "lava" else 8
+        # the Lava network takes one image per step: one batch fills its pipeline once (on a
+        # cluster each worker builds it once and streams its batches)
+        batch = len(files) if backend == "lava" and not cluster else 8
+        run_batches = None
+        if cluster:
+            from .cluster import map_batches
+
+            def run_batches(loaders):
+                for index, result in map_batches(integer_model(), loaders, backend, cluster, full=False):
+                    yield index, result.logits[0]
         try:
             write_maps(files, size, out / "maps" / "integer",
-                       lambda x: integer_model().simulate(x, backend).logits[0], batch)
+                       lambda x: integer_model().simulate(x, backend).logits[0], batch, run_batches=run_batches)
         finally:
             integer_model().close()
 
-    _step(f"integer simulation ({backend})", [out / "maps" / "integer" / f"{p.stem}.png" for p in files],
+    where = f", cluster {cluster}" if cluster else ""
+    _step(f"integer simulation ({backend}{where})", [out / "maps" / "integer" / f"{p.stem}.png" for p in files],
           [int_nir], do_int_maps, log)
 
     def do_compile() -> None:
@@ -115,7 +128,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
     build_info = json.loads((out / "build" / "build.json").read_text())
     summary = {"checkpoint": str(checkpoint), "input_size": list(size), "images": len(files),
                "board": build_info["board"],
-               "target": target, "backend": backend, "metrics": metrics,
+               "target": target, "backend": backend, "cluster": cluster, "metrics": metrics,
                "build": build_info}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     from .report import write_report

@@ -30,7 +30,7 @@ from .hardware.quantize import _fold_input_normalisation, quantize_ir
 from .hardware.targets import load_target
 from .model_zoo import LensNet
 
-TIE_OFFSET = 1 / 64  # of a membrane step (see snap_biases_): below one step for up to 63 biases per sum
+TIE_OFFSET = 1 / 64  # of a membrane step above the grid (snap_biases_): under one step for up to 63 biases per sum
 
 
 def _folded(model: LensNet, size: tuple[int, int]) -> Graph:
@@ -144,10 +144,10 @@ def snap_biases_(model: LensNet, size: tuple[int, int], shifts: dict[str, np.nda
         for k, p in params.items():
             c, b = probes[0][k], probes[1][k] - probes[0][k]
             step = np.exp2(-shifts[k].astype(np.float64))
-            # TIE_OFFSET of a step below the grid point: the float membrane then never sits exactly
-            # on a threshold k − 0.5, where torch.round (ties to even) and m > θ (ties down) differ;
-            # the quantizer still rounds the bias to the same integer
-            target = (np.rint(g.nodes[k].op.bias / step) - tie_offset) * step  # type: ignore[attr-defined]
+            # TIE_OFFSET of a step above the grid point: a float membrane on a threshold k − 0.5
+            # (torch.round: ties to even; NIR's strict u > k − 0.5: ties down) then rounds up,
+            # as the integer m > θ does (ties up); the quantizer still rounds the bias to the same integer
+            target = (np.rint(g.nodes[k].op.bias / step) + tie_offset) * step  # type: ignore[attr-defined]
             ok = b != 0
             value = p.detach().to(torch.float64).numpy().copy()
             value[ok] = (target[ok] - c[ok]) / b[ok]
@@ -263,5 +263,5 @@ def freeze(model: LensNet) -> None:
 def snap(model: LensNet, size: tuple[int, int], target: str = "loihi2", biases: bool = True,
          tie_offset: float = TIE_OFFSET) -> LensNet:
     """``model`` with every convolution weight (and, with ``biases``, every folded bias, held
-    ``tie_offset`` of a step below its grid point) moved to its integer grid (no training)."""
+    ``tie_offset`` of a step above its grid point) moved to its integer grid (no training)."""
     return QAT(_plain_copy(model), size, target).snapped(biases=biases, tie_offset=tie_offset)

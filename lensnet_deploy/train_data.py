@@ -23,7 +23,7 @@ from PIL import Image
 from .atomic import atomic_path
 from .datasets import pair_dataset, read_image, read_mask, resolve_layout
 from .errors import DatasetError
-from .normalization import IMAGENET_MEAN, IMAGENET_STD
+from .normalization import INPUT_MEAN, INPUT_STD
 
 CROP_MARGIN = 1.125  # cache side / input side: room for random crops
 CROP_MARGINS = {"geometric": CROP_MARGIN, "full": 1.5}  # "full" keeps detail for zoomed-in crops
@@ -84,8 +84,8 @@ class PairCache:
 def to_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 NHWC images and NHW masks → normalised B×3×H×W and B×1×H×W in [0, 1]."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(INPUT_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(INPUT_STD).view(1, 3, 1, 1)
     y = torch.from_numpy(masks).unsqueeze(1).float().div(255)
     return (x - mean) / std, y
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_text_atomic
-from .checkpoint import load_lensnet, save_lensnet
+from .checkpoint import GRID_TAG, load_lensnet, save_lensnet
 from .datasets import resolve_layout
 from .errors import LensNetDeployError
 from .metrics import evaluate_dirs
@@ -71,6 +71,9 @@ def _card(name: str, entry: dict[str, Any], curves: str | None) -> str:
         f"| hardware | {entry['hardware']} |",
         f"| file | `{entry['file']}`, {entry['file_size_bytes'] / 2**20:.2f} MB ({entry['dtype']}), "
         f"sha256 `{entry['sha256']}` |",
+        *([f"| integer grid | weights and folded biases snapped to the loihi2 grid at {entry['snapped_at']}² "
+           f"(`qat.snap`, docs/qat.md): the float model is the integer model up to the gate table |"]
+          if entry.get("snapped_at") else []),
         "",
         "## ORSSD test (200 images, float model, native size)",
         "",
@@ -101,8 +104,13 @@ def _card(name: str, entry: dict[str, Any], curves: str | None) -> str:
 
 
 def register_model(name: str, run_dir: Path, data_root: Path, status: str, command: str,
-                   hardware: str | None = None, half: bool = False, notes: str = "") -> dict[str, Any]:
-    """Copy ``run_dir/best.safetensors`` into the zoo as ``name`` and describe it."""
+                   hardware: str | None = None, half: bool = False, notes: str = "",
+                   snap: int | None = None) -> dict[str, Any]:
+    """Copy ``run_dir/best.safetensors`` into the zoo as ``name`` and describe it.
+
+    ``snap``: first put the weights and biases on the loihi2 integer grid at ``snap``² input
+    (``qat.snap``, what ``train --qat`` saves) and store them as int8 grid weights, which hold
+    that grid exactly at a quarter of float32 (float16 does not)."""
     import torch
 
     from .train import load_run_state
@@ -116,9 +124,16 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
     history = state["history"]
     best_row = max((h for h in history if "val_smeasure" in h), key=lambda h: h["val_smeasure"])
     model = load_lensnet(best)
+    extra = {"epoch": str(best_row["epoch"]), "trained_by": "lensnet-deploy train"}
+    if snap:
+        from .qat import snap as snap_model
+
+        if half:
+            raise LensNetDeployError("--snap stores int8 grid weights; it cannot be combined with --half")
+        model = snap_model(model, (snap, snap))
+        extra["snapped_at"] = f"{snap}x{snap}"
     target = ZOO_DIR / f"{name}.safetensors"
-    save_lensnet(model, target, variant=name, half=half,
-                 extra={"epoch": str(best_row["epoch"]), "trained_by": "lensnet-deploy train"})
+    save_lensnet(model, target, variant=name, half=half, grid=bool(snap), extra=extra)
     metrics = evaluate_on_orssd(target, data_root)
     entry = {
         "file": target.name,
@@ -137,10 +152,12 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
                                          "schedule", "warmup_epochs", "min_lr", "augment") if k in cfg},
         "metrics": metrics,
         "file_size_bytes": target.stat().st_size,
-        "dtype": "float16" if half else "float32",
+        "dtype": "float16" if half else GRID_TAG if snap else "float32",
         "sha256": sha256(target),
         "command": command,
     }
+    if snap:
+        entry["snapped_at"] = snap
     if notes:
         entry["notes"] = notes
     cards = ZOO_DIR / "cards"
@@ -153,3 +170,30 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
     registry = {"format": 1, "models": {**zoo_entries(), name: entry}}
     write_text_atomic(REGISTRY_FILE, json.dumps(registry, indent=1) + "\n")
     return entry
+
+
+def snap_entry(name: str, size: int, data_root: Path, status: str | None = None) -> dict[str, Any]:
+    """Put an existing zoo model's weights on the loihi2 integer grid at ``size``² (``qat.snap``)
+    and store it as int8 grid weights, keeping its training record; the metrics are measured
+    again. For entries whose run folder is gone (``register --snap`` does this for a new run)."""
+    from .qat import snap as snap_model
+
+    entry = zoo_entries().get(name)
+    if entry is None:
+        raise LensNetDeployError(f"{name!r}: no such zoo model (see `lensnet-deploy zoo list`)")
+    model = snap_model(load_lensnet(ZOO_DIR / entry["file"]), (size, size))
+    target = ZOO_DIR / entry["file"]
+    save_lensnet(model, target, variant=name, grid=True,
+                 extra={"trained_by": "lensnet-deploy train", "snapped_at": f"{size}x{size}"})
+    entry = {**entry, "metrics": evaluate_on_orssd(target, data_root), "file_size_bytes": target.stat().st_size,
+             "dtype": GRID_TAG, "sha256": sha256(target), "snapped_at": size,
+             "command": f"{entry['command']} && lensnet-deploy zoo snap {name} --size {size}"}
+    if status:
+        entry["status"] = status
+    cards = ZOO_DIR / "cards"
+    curves = f"{name}-curves.png" if (cards / f"{name}-curves.png").exists() else None
+    write_text_atomic(cards / f"{name}.md", _card(name, entry, curves))
+    registry = {"format": 1, "models": {**zoo_entries(), name: entry}}
+    write_text_atomic(REGISTRY_FILE, json.dumps(registry, indent=1) + "\n")
+    return entry
+

@@ -139,3 +139,23 @@ def test_ray_missing_is_one_clear_error(micro_q, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if absent
     with pytest.raises(ClusterError, match="Ray is not usable here .*run without --cluster"):
         L.simulate(q, x, cluster="local:2")
+
+
+def test_run_on_a_local_cluster_gives_the_maps_and_report_of_one_process(tmp_path, micro_model):
+    """``run --cluster local:2``: the integer maps equal a one-process run byte for byte, and the
+    summary says where they ran."""
+    import json
+
+    ckpt = L.save_lensnet(micro_model, tmp_path / "micro.safetensors", "lensnet-micro")
+    common = [ckpt, "--images", SAMPLES / "Image", "--gt", SAMPLES / "GT"]
+    one = _cli("run", *common, "-o", tmp_path / "one")
+    many = _cli("run", *common, "-o", tmp_path / "many", "--cluster", "local:2")
+    assert one.returncode == 0 and many.returncode == 0, many.stderr[-2000:]
+    assert "integer simulation (fast, cluster local:2)" in many.stdout
+    names = sorted(p.name for p in (tmp_path / "one" / "maps" / "integer").glob("*.png"))
+    assert len(names) == 12
+    for name in names:
+        assert (tmp_path / "one" / "maps" / "integer" / name).read_bytes() == \
+            (tmp_path / "many" / "maps" / "integer" / name).read_bytes()
+    summary = json.loads((tmp_path / "many" / "summary.json").read_text())
+    assert summary["cluster"] == "local:2" and (tmp_path / "many" / "report.html").exists()

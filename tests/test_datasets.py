@@ -36,7 +36,7 @@ def test_preprocessing_matches_resize_totensor_normalize():
     img = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5, "RGB")
     x = normalize(img, (2, 2))
     small = np.asarray(img.resize((2, 2), Image.BILINEAR), dtype=np.float32) / 255
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    mean = np.array([124, 116, 104], np.float32) / 255  # the ImageNet mean in whole pixel levels
     std = np.array([0.229, 0.224, 0.225], np.float32)
     expected = ((small - mean) / std).transpose(2, 0, 1)
     assert x.dtype == torch.float32 and x.shape == (3, 2, 2)

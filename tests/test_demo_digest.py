@@ -15,11 +15,11 @@ from conftest import SAMPLES
 import lensnet_deploy as L
 from lensnet_deploy.datasets import list_images, load_images
 
-# docs/integer_semantics.md v2 and zoo lensnet-tiny v3 (QAT) at 160² (sha256 99751df9…). Earlier: v2 with the
-# v2 weights (115c7a55…) 3045a460… (20,848,413 spikes); semantics v1 with
-# the same weights 8bbbe28b… (20,796,423 spikes); v1 with the v1 weights at 128² (c4894dba…) 816b206c…
-# (12,936,270 spikes); semantics v0 165d23f2…
-DEMO_DIGEST = "d4ff0d267ab1611364faf74ae24f7d1bce9ae3f9a9d909e309432a9580c0bc9f"
+# docs/integer_semantics.md v3 and zoo lensnet-tiny v3.1 (QAT, snapped, int8 grid) at 160² (sha256 2763aa1c…).
+# Earlier: v2 with the v3 weights (99751df9…) d4ff0d26… (20,935,612 spikes); v2 with the v2 weights
+# (115c7a55…) 3045a460… (20,848,413 spikes); semantics v1 with the same weights 8bbbe28b… (20,796,423
+# spikes); v1 with the v1 weights at 128² (c4894dba…) 816b206c… (12,936,270 spikes); semantics v0 165d23f2…
+DEMO_DIGEST = "7b2148cc0ea5d3bb8af4347f03615d26b65539e38a06d52acd2445e3bd7059da"
 
 
 def demo_digest() -> tuple[str, int, int]:
@@ -39,5 +39,5 @@ def demo_digest() -> tuple[str, int, int]:
 def test_demo_integers_are_pinned():
     with torch.no_grad():
         digest, layers, spikes = demo_digest()
-    assert (layers, spikes) == (139, 20_935_612)
+    assert (layers, spikes) == (139, 21_020_071)
     assert digest == DEMO_DIGEST

@@ -54,15 +54,18 @@ def test_spike_counts_and_logits_equal_pytorch_on_real_images(variant, sizes):
 
 
 def test_a_tie_in_float32_is_counted_and_replayed():
-    """Seed 11 on the second ORSSD test image at 96² puts one float32 value on a rounding step of the
-    first spike layer: exactly 1.5 with this machine's AVX2 kernels, a hair across it with SSE4.1's
-    (ONEDNN_MAX_CPU_ISA=SSE41). Either way it is counted as a tie and replayed."""
+    """Seed 28 on the first two ORSSD test images at 96² puts one float32 value on a rounding step
+    of a stage-2 spike layer (with this machine's AVX2 kernels; SSE4.1's may land a hair across
+    it). Either way it is counted as a tie and replayed; unreplayed it spreads to 41,666 spike
+    counts. (Seed 11, the tie of this test until the input mean was rounded to whole pixel
+    levels, has none now.)"""
     if not (DATASETS / "ORSSD" / "test-images").exists():
         pytest.skip("needs the ORSSD test images")
-    model = randomize_(LensNet(), seed=11).eval()
+    model = randomize_(LensNet(), seed=28).eval()
     result = compare_with_torch(model, export_nir(model, (96, 96)), real_images(96), precision_ties=True)
-    first = result.per_call["backbone.ConvBlock1_1.0.spike1"]
-    assert first["ties"] == 1 and first["outside_ties"] == 0
+    tied = {k: v for k, v in result.per_call.items() if v["ties"]}
+    assert list(tied) == ["backbone.downsample2.encode_spike"] and tied[list(tied)[0]]["ties"] == 1
+    assert all(v["outside_ties"] == 0 for v in result.per_call.values())
     assert result.forced_ties >= 1 and result.mismatched_outside_ties == 0
     assert result.free_mismatched > 1000  # without replay the one tie spreads through attention
     assert result.max_logit_diff <= 1e-4 < result.free_max_logit_diff

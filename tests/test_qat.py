@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train import losses, make_dataset
+from test_train import assert_on_grid, losses, make_dataset, run_interrupted
 
 from lensnet_deploy.api import quantize_with_report
 from lensnet_deploy.checkpoint import load_lensnet, save_lensnet
@@ -64,7 +64,7 @@ def test_snapping_raises_spike_agreement(micro_model):
     x = _images()
     before, after = _agreement(micro_model, x), _agreement(snap(micro_model, (32, 32)), x)
     assert after > before
-    assert after > 0.97
+    assert after > 0.9999  # measured 99.16 % -> 99.9994 %: exact input, ties up, biases off the ties
 
 
 def _qat_config(tmp_path, **kw) -> TrainConfig:
@@ -78,29 +78,13 @@ def _qat_config(tmp_path, **kw) -> TrainConfig:
 
 def test_qat_resumes_exactly_and_saves_weights_on_the_grid(tmp_path):
     make_dataset(tmp_path)
-    cfg = _qat_config(tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        full = Trainer(cfg, tmp_path / "full", log=lambda s: None)
-        full.run(max_steps=7)
-        part = Trainer(cfg, tmp_path / "part", log=lambda s: None)
-        part.run(max_steps=4)
-        del part
-        resumed = Trainer(cfg, tmp_path / "part", log=lambda s: None)
-        assert (resumed.epoch, resumed.step) == (0, 4)
-        resumed.run(max_steps=3)
-    finally:
-        torch.set_num_threads(threads)
+    run_interrupted(_qat_config(tmp_path), tmp_path, total=7, first=4)
     a, b = losses(tmp_path / "full"), losses(tmp_path / "part")
     assert [s for s, _ in a] == list(range(7)) and a == b
     assert len({v for _, v in a}) > 1
     state = torch.load(tmp_path / "full" / "state.pt", weights_only=True)
     assert "qat_exponents" in state and not any("parametrizations" in k for k in state["model"])
-    best = load_lensnet(tmp_path / "full" / "best.safetensors")
-    again = snap(best, (32, 32))  # the saved weights are already on the grid: snapping moves nothing
-    assert all(torch.allclose(p, q, rtol=0, atol=1e-6) for p, q in zip(best.state_dict().values(),
-                                                                        again.state_dict().values()))
+    assert_on_grid(load_lensnet(tmp_path / "full" / "best.safetensors"), (32, 32))  # saved on the grid
 
 
 def test_qat_fine_tuning_raises_agreement_on_a_small_case(tmp_path):
@@ -124,3 +108,76 @@ def test_qat_needs_init_and_the_right_variant(tmp_path):
                           capture_output=True, text=True, timeout=300)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "give --init" in lines[0], proc.stderr
+
+
+def test_the_input_is_exact_padding_included(micro_model):
+    """The first convolution's integer membrane is the float one times 2^s at every pixel, the
+    zero-padded border too (the float models subtract the pixel-level mean the integer model
+    centres with), up to the snapped bias's 1/64 step."""
+    from lensnet_deploy.export.ir_exec import run_ir
+    from lensnet_deploy.hardware.model import IntegerModel
+
+    size = (32, 32)
+    x = _images()
+    folded = run_passes(capture_lensnet(snap(micro_model, size).eval(), size))
+    q, _ = quantize_ir(folded, target="loihi2")
+    first = next(n for n in q.nodes.values() if n.kind == "conv" and n.inputs == ["input"])
+    ints = IntegerModel(q).simulate(x, keep=True).values[first.name].double()
+    floats = run_ir(folded, x, keep=True)[first.name] * torch.from_numpy(np.exp2(first.op.shift)).view(1, -1, 1, 1)
+    gap = (floats - ints).abs()
+    assert float(gap.max()) < 1 / 32  # 1/64 of a step is the bias offset; the rest is float error
+    assert float(gap[..., 0, :].max()) < 1 / 32 and float(gap[..., :, -1].max()) < 1 / 32  # the padded border
+
+
+def test_a_snapped_model_keeps_its_grid_in_int8_storage(tmp_path, micro_model):
+    from safetensors import safe_open
+
+    from lensnet_deploy.checkpoint import GRID_SCALE, CheckpointError
+
+    size = (32, 32)
+    snapped = snap(micro_model, size)
+    grid = save_lensnet(snapped, tmp_path / "grid.safetensors", "lensnet-micro", grid=True)
+    plain = save_lensnet(snapped, tmp_path / "plain.safetensors", "lensnet-micro")
+    with safe_open(str(grid), framework="pt") as f:
+        ints = [k for k in f.keys() if f.get_slice(k).get_dtype() == "I8"]
+        assert f.metadata()["weights"] == "int8-grid"
+    assert len(ints) > 30 and all(k + GRID_SCALE in set(safe_open(str(grid), "pt").keys()) for k in ints)
+    assert grid.stat().st_size < 0.5 * plain.stat().st_size
+    back = load_lensnet(grid)
+    for (k, a), b in zip(snapped.state_dict().items(), back.state_dict().values()):
+        assert torch.allclose(a, b, rtol=2.0**-21, atol=0), k
+    x = _images()
+    assert _agreement(back, x) == _agreement(snapped, x)
+    # weights off any grid stay float32: nothing is rounded behind the user's back
+    raw = load_lensnet(save_lensnet(micro_model, tmp_path / "raw.safetensors", "lensnet-micro", grid=True))
+    assert all(torch.equal(a, b) for a, b in zip(micro_model.state_dict().values(), raw.state_dict().values()))
+    # a grid weight without its scale is one clear error
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(grid))
+    del tensors[ints[0] + GRID_SCALE]
+    save_file(tensors, str(tmp_path / "broken.safetensors"), metadata={"weights": "int8-grid"})
+    with pytest.raises(CheckpointError, match=f"int8 tensor {ints[0]} has no"):
+        load_lensnet(tmp_path / "broken.safetensors", variant="lensnet-micro")
+
+
+def test_float_storage_noise_does_not_decide_a_half_point():
+    """A snapped model's weights sit on the half-points of the coarser grids the shift search
+    tries; float storage noise (1e-7) must not decide which way they round, and so which shift
+    wins. It did: after a reload the full model's stage-2 stream lost a bit in one channel
+    (membranes 1000 steps off on EORSSD images)."""
+    from lensnet_deploy.export import ops as O
+    from lensnet_deploy.export.ir import Graph
+    from lensnet_deploy.hardware.quantize import _Quantizer
+    from lensnet_deploy.hardware.targets import load_target
+
+    half_points = np.array([-3.5, -0.5, 0.5, 2.5, 17.5, 126.5]).reshape(1, 6, 1, 1) / 4  # at = 2
+    ints = []
+    for noise in (1 - 2e-7, 1.0, 1 + 2e-7):
+        g = Graph()
+        g.add("input", O.Input(), [], (3, 1, 1))
+        g.add("first", O.Conv(weight=np.ones((6, 3, 1, 1))), ["input"], (6, 1, 1))
+        g.add("c", O.Conv(weight=half_points * noise), ["first"], (1, 1, 1))
+        q = _Quantizer(g, load_target("loihi2"), per_channel=True)
+        ints.append(q.weights("c", np.array([2])).ravel().tolist())
+    assert ints[0] == ints[1] == ints[2] == [-3, 0, 1, 3, 18, 127]  # up, all three

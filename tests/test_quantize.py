@@ -40,14 +40,19 @@ def test_integer_parameters_fit_their_widths(micro_int):
     assert report.worst()["bound"] > 2**10  # the bound is not vacuous
 
 
-def test_thresholds_round_ties_down_hand_computed():
+def test_thresholds_round_ties_up_hand_computed():
     g = Graph()
     g.add("input", O.Input(), [], (3, 1, 1))
     g.add("c", O.Conv(weight=np.ones((2, 3, 1, 1))), ["input"], (2, 1, 1))
     q = _Quantizer(g, load_target("loihi2"), per_channel=True)
     q.shift["c"] = np.array([1, 3])
-    # shift 1: θ = floor((k − ½)·2) = 1, 3, 5, 7;  shift 3: 4, 12, 20, 28
-    assert q.thresholds("c", 4).tolist() == [[1, 3, 5, 7], [4, 12, 20, 28]]
+    # shift 1: θ = ceil((k − ½)·2) − 1 = 0, 2, 4, 6;  shift 3: 3, 11, 19, 27 (m = 4 at shift 3 is 0.5: fires)
+    theta = q.thresholds("c", 4)
+    assert theta.tolist() == [[0, 2, 4, 6], [3, 11, 19, 27]]
+    # a LIF that reads m >> 2 needs θ ≡ −1 (mod 4): the ties-up thresholds at shift 3 already are, so
+    # the pre-shift moves none of them (ties-down ones, 4, 12, …, would move by up to 2)
+    q.pre_shift = lambda src, D: 2  # type: ignore[method-assign]
+    assert q.thresholds("c", 4)[1].tolist() == [3, 11, 19, 27]
 
 
 def test_integer_bilinear_is_exactly_scaled_real_bilinear():

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from lensnet_deploy.checkpoint import load_lensnet
+from lensnet_deploy.errors import LensNetDeployError
 from lensnet_deploy.losses import hybrid_loss, iou_loss
 from lensnet_deploy.train import TrainConfig, Trainer, lr_at
 
@@ -62,27 +63,46 @@ def losses(run_dir):
         return [(int(r["global_step"]), r["loss"]) for r in csv.DictReader(f)]
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
-    make_dataset(tmp_path)
+def run_interrupted(cfg: TrainConfig, tmp_path, total: int, first: int, between=None) -> None:
+    """``cfg`` for ``total`` steps in one go (``full``) and stopped after ``first``, then resumed
+    (``part``), on one thread so that both are deterministic; ``between`` runs at the stop."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = TrainConfig(variant="lensnet-micro", data_root=str(tmp_path), train_sets=("toy/train",),
-                          input_size=32, epochs=2, batch_size=4, lr=1e-3, holdout=4, save_every=2, seed=3)
         full = Trainer(cfg, tmp_path / "full", log=lambda s: None)
-        assert full.steps_per_epoch == 5
-        full.run(max_steps=7)
+        full.run(max_steps=total)
         part = Trainer(cfg, tmp_path / "part", log=lambda s: None)
-        part.run(max_steps=3)
-        # a run killed after logging a step it had not saved yet: that row must not survive the resume
-        with (tmp_path / "part" / "steps.csv").open("a") as f:
-            f.write("0,3,3,9.99999999,0.001,0.0\n")
+        part.run(max_steps=first)
         del part
+        if between is not None:
+            between()
         resumed = Trainer(cfg, tmp_path / "part", log=lambda s: None)
-        assert (resumed.epoch, resumed.step) == (0, 3)
-        resumed.run(max_steps=4)
+        assert (resumed.epoch, resumed.step) == (0, first)
+        resumed.run(max_steps=total - first)
     finally:
         torch.set_num_threads(threads)
+
+
+def assert_on_grid(model, size) -> None:
+    """Snapping a model already on its integer grid moves nothing."""
+    from lensnet_deploy.qat import snap
+
+    again = snap(model, size)
+    assert all(torch.allclose(p, q, rtol=0, atol=1e-6) for p, q in zip(model.state_dict().values(),
+                                                                        again.state_dict().values()))
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    make_dataset(tmp_path)
+    cfg = TrainConfig(variant="lensnet-micro", data_root=str(tmp_path), train_sets=("toy/train",),
+                      input_size=32, epochs=2, batch_size=4, lr=1e-3, holdout=4, save_every=2, seed=3)
+
+    def unsaved_row() -> None:  # a run killed after logging a step it had not saved: the row must go
+        with (tmp_path / "part" / "steps.csv").open("a") as f:
+            f.write("0,3,3,9.99999999,0.001,0.0\n")
+
+    run_interrupted(cfg, tmp_path, total=7, first=3, between=unsaved_row)
+    assert Trainer(cfg, tmp_path / "x", log=lambda s: None).steps_per_epoch == 5
     a, b = losses(tmp_path / "full"), losses(tmp_path / "part")
     assert [s for s, _ in a] == list(range(7))
     assert a == b
@@ -123,11 +143,22 @@ def test_register_a_run_in_the_zoo(tmp_path, monkeypatch):
     assert card.startswith("# toy-micro\n\n![learning curves](toy-micro-curves.png)\n\nLENS-Net variant")
     assert "## Notes\n\nTrained on noise squares.\n" in card
     assert registry.zoo_entries()["toy-micro"]["file"] == "toy-micro.safetensors"
+    # --snap: the weights go onto the integer grid and are stored as int8 grid weights
+    snapped = zoo.register_model("toy-snap", tmp_path / "run", tmp_path, "snapped", "…", snap=32)
+    assert snapped["dtype"] == "int8-grid" and snapped["file_size_bytes"] < entry["file_size_bytes"]  # under float16
+    assert_on_grid(load_lensnet(shelf / "toy-snap.safetensors"), (32, 32))
+    with pytest.raises(LensNetDeployError, match="cannot be combined with --half"):
+        zoo.register_model("toy-bad", tmp_path / "run", tmp_path, "x", "…", snap=32, half=True)
+    # zoo snap: an existing entry (float16 here) goes onto the grid in place, its record kept
+    again_entry = zoo.snap_entry("toy-micro", 32, tmp_path, status="snapped")
+    assert again_entry["dtype"] == "int8-grid" and again_entry["epochs"] == 1 and again_entry["snapped_at"] == 32
+    assert again_entry["command"].endswith("&& lensnet-deploy zoo snap toy-micro --size 32")
+    assert registry.zoo_entries()["toy-micro"]["sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest()
+    assert "snapped to the loihi2 grid at 32²" in (shelf / "cards" / "toy-micro.md").read_text()
 
 
 def test_a_new_run_starts_from_init_weights(tmp_path):
     from lensnet_deploy.checkpoint import save_lensnet
-    from lensnet_deploy.errors import LensNetDeployError
     from lensnet_deploy.model_zoo import VARIANTS, LensNet
     from lensnet_deploy.model_zoo.random_weights import randomize_
 
