@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` on success."""
+    """Yield a temporary path beside ``target``; rename it over ``target`` on success.
+
+    The name is chosen before the file exists and the file is created inside the ``try``, so
+    a Ctrl-C at any point (even right after creation) leaves nothing behind."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = target.parent / f".{target.name}.{secrets.token_hex(6)}{suffix or '.tmp'}"
     try:
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             yield tmp_path
         except OSError as err:
@@ -26,7 +28,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
             raise
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.chmod(tmp_path, 0o666 & ~umask)  # created 0600; give the file the usual mode
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -202,3 +202,30 @@ def test_full_output_device(tmp_path, kit, command):
     assert target.read_text() == "an earlier result"  # the earlier file survives a failed write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nir"]  # and no partial file is left
     assert digest(base) == before
+
+
+@pytest.mark.parametrize("where", ["right after creation", "inside the write"])
+def test_ctrl_c_during_an_atomic_write_leaves_nothing(tmp_path, monkeypatch, where):
+    """A Ctrl-C that lands while a temporary file is being set up or written (the interrupted-run
+    test once caught `.export-summary.json.*.tmp` left behind) removes it; the target keeps its
+    old contents."""
+    import os
+
+    from lensnet_deploy import atomic
+
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+    real_close = os.close
+
+    def interrupted_close(fd):
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    if where == "right after creation":
+        monkeypatch.setattr(atomic.os, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"] and target.read_text() == "old"
