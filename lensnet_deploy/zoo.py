@@ -166,10 +166,16 @@ def register_model(name: str, run_dir: Path, data_root: Path, status: str, comma
     if (run_dir / "curves.png").exists():
         shutil.copyfile(run_dir / "curves.png", cards / f"{name}-curves.png")
         curves = f"{name}-curves.png"
+    _publish(name, entry, curves)
+    return entry
+
+
+def _publish(name: str, entry: dict[str, Any], curves: str | None) -> None:
+    """Write ``name``'s model card (``curves``: its learning-curve image in cards/) and registry entry."""
+    cards = ZOO_DIR / "cards"
     write_text_atomic(cards / f"{name}.md", _card(name, entry, curves))
     registry = {"format": 1, "models": {**zoo_entries(), name: entry}}
     write_text_atomic(REGISTRY_FILE, json.dumps(registry, indent=1) + "\n")
-    return entry
 
 
 def snap_entry(name: str, size: int, data_root: Path, status: str | None = None) -> dict[str, Any]:
@@ -191,9 +197,6 @@ def snap_entry(name: str, size: int, data_root: Path, status: str | None = None)
     if status:
         entry["status"] = status
     cards = ZOO_DIR / "cards"
-    curves = f"{name}-curves.png" if (cards / f"{name}-curves.png").exists() else None
-    write_text_atomic(cards / f"{name}.md", _card(name, entry, curves))
-    registry = {"format": 1, "models": {**zoo_entries(), name: entry}}
-    write_text_atomic(REGISTRY_FILE, json.dumps(registry, indent=1) + "\n")
+    _publish(name, entry, f"{name}-curves.png" if (cards / f"{name}-curves.png").exists() else None)
     return entry
 
