@@ -11,7 +11,9 @@ against the fast simulator. Goal (issue "Loihi 2 network"): ≤ 5 s per image af
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import threading
 import time
 from pathlib import Path
 
@@ -19,8 +21,30 @@ import torch
 
 import lensnet_deploy as L
 from lensnet_deploy.datasets import list_images, load_images
+from lensnet_deploy.hardware.network import WARMUP
 
 SAMPLES = Path(__file__).resolve().parents[1] / "lensnet_deploy" / "data" / "samples" / "orssd-test" / "Image"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def pss_mb() -> float:
+    """Proportional set size of this process and its children (Lava's shared-memory manager is a
+    fork: its resident pages are mostly the parent's, shared copy-on-write, which RSS counts twice)."""
+    total = 0.0
+    pids = [str(os.getpid())]
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        pids += (task / "children").read_text().split()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) / 1024
+        except (OSError, StopIteration):
+            pass
+    return total
 
 
 def peak_mb() -> str:
@@ -67,6 +91,66 @@ def measure(name: str, size: int, small: int, large: int, runtime: str) -> None:
     )
 
 
+def measure_one(name: str, size: int, runtime: str) -> None:
+    """One real ORSSD image through the network at ``size``: build, compile/start and the image's
+    steps timed, compared with the fast simulator (run first, then freed), peak memory printed."""
+    import gc
+
+    model = L.load_lensnet(name)
+    paths = list_images(SAMPLES)
+    calib = load_images(paths[:8], (size, size))
+    t0 = time.perf_counter()
+    q = L.prepare(L.quantize(L.export_nir(model, (size, size)), calib))
+    t_quant = time.perf_counter() - t0
+    x = calib[:1]
+    fast = q.fast(x)
+    reference = ([r.clone() for r in fast.raw], {k: v.clone() for k, v in fast.spike_counts.items()})
+    del fast, model, calib
+    gc.collect()
+    print(f"{name} at {size}²: quantized in {t_quant:.1f} s; fast simulator done; peak so far {peak_mb()}", flush=True)
+    t1 = time.perf_counter()
+    from lensnet_deploy.hardware.lava_run import lava_network
+
+    net = q.__dict__["_lava"] = lava_network(q, capacity=1, runtime=runtime)
+    procs = net.processes
+    t_build = time.perf_counter() - t1
+    neurons = sum(p.neurons for p in net.plan.procs.values())
+    print(f"built {len(procs)} processes ({neurons / 1e6:.1f} M neurons, depth {net.plan.depth}) in {t_build:.1f} s; "
+          f"peak so far {peak_mb()}", flush=True)
+    stop = threading.Event()
+    pss = [pss_mb()]
+
+    def report() -> None:  # the step the readout has seen and the memory, every minute
+        from lensnet_deploy.hardware.lava_procs.buffers import open_array
+
+        while not stop.wait(10):
+            pss[0] = max(pss[0], pss_mb())
+            if int(time.perf_counter() - t2) % 60 < 10:
+                step = int(open_array(net.folder, "control")[2]) if net.folder else 0
+                print(f"  {time.perf_counter() - t2:.0f} s: step {step} of {WARMUP + 1 + net.plan.depth}; "
+                      f"resident {rss_mb():.0f} MB; parent and children (PSS) {pss[0]:.0f} MB at most", flush=True)
+
+    try:
+        t2 = time.perf_counter()
+        threading.Thread(target=report, daemon=True).start()
+        lava = net.run(x)
+        t_run = time.perf_counter() - t2
+    finally:
+        stop.set()
+        q.close()
+    raw, counts = reference
+    exact = all(torch.equal(a, b) for a, b in zip(lava.raw, raw)) and all(
+        torch.equal(lava.spike_counts[k], counts[k]) for k in counts
+    )
+    steps = WARMUP + 1 + net.plan.depth
+    print(
+        f"{name} at {size}², one ORSSD image through Lava ({runtime}): build {t_build:.1f} s; compile, start and "
+        f"the image's {steps} steps {t_run:.1f} s ({t_run / steps:.2f} s per step); bit-exact to the fast "
+        f"simulator on every raw logit and spike count: {exact}; peak memory {peak_mb()}; parent and children "
+        f"together (PSS, sampled every 10 s) {pss[0]:.0f} MB", flush=True
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=128)
@@ -75,7 +159,11 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also the full lensnet at --size")
     parser.add_argument("--skip-tiny", action="store_true")
     parser.add_argument("--runtime", choices=("threads", "processes"), default="threads")
+    parser.add_argument("--one", metavar="MODEL", help="only one image of MODEL (e.g. lensnet) at --size")
     args = parser.parse_args()
+    if args.one:
+        measure_one(args.one, args.size, args.runtime)
+        return
     if not args.skip_tiny:
         measure("lensnet-tiny", args.size, args.small, args.large, args.runtime)
     if args.full:

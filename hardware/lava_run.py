@@ -35,9 +35,25 @@ from .network import LIBRARY, WARMUP, NetworkPlan
 from .result import SimResult
 from .semantics import centred_pixels
 
-CHANNEL_SLOTS = 4  # Lava's pypy_channel_size: each step sends one message per port (64 by default)
+CHANNEL_SLOTS = 1  # Lava's pypy_channel_size (64 by default): a port sends one message per step, read that step
 RUNTIMES = ("threads", "processes")
 STALL_SECONDS = 600.0  # no step for this long: a process failed or the runtime hangs
+
+
+def _release_freed_memory() -> None:
+    """glibc keeps freed blocks of up to 32 MB in its heaps once a large one was freed (a dynamic
+    mmap threshold) and gives every thread an arena: with hundreds of actors freeing per-step
+    messages, resident memory grows to several times what is live. A fixed 128 KB threshold maps
+    every large array on its own (returned on free) and two arenas bound the rest. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 class _ThreadActor(threading.Thread):
@@ -138,14 +154,17 @@ class LavaNetwork:
         lava_compat.install()
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.conv.process import Conv
-        from lava.proc.sparse.process import DelaySparse
+        from lava.proc.graded.process import GradedVec
+        from lava.proc.lif.process import LIFReset
+        from lava.proc.sparse.process import DelaySparse, Sparse
 
+        from .lava_procs import library_models as LM
         from .lava_procs import models as M
         from .lava_procs import processes as P
         from .lava_procs.buffers import create_array
-        from .lava_procs.library_models import FastConvModel, FastDelaySparseModel
 
         t0 = time.perf_counter()
+        _release_freed_memory()
         self.folder = _shm_dir()
         atexit.register(self.close)
         create_array(self.folder, "control", (3,), np.int64)[:] = (1, 0, 0)  # base, count, last step seen
@@ -154,7 +173,9 @@ class LavaNetwork:
         for k, spec in enumerate(readout.params["inputs"]):
             value_shape = (len(spec["channels"]), *spec["shape"][1:])
             create_array(self.folder, f"out{k}", (self.capacity, *value_shape), np.int64)
-        exceptions: dict[Any, type] = {Conv: FastConvModel, DelaySparse: FastDelaySparseModel}
+        exceptions: dict[Any, type] = {Conv: LM.FastConvModel, DelaySparse: LM.FastDelaySparseModel,
+                                       Sparse: LM.LeanSparseModel, LIFReset: LM.LeanLIFResetModel,
+                                       GradedVec: LM.LeanGradedVecModel}
         models = {
             "SumPool": M.PySumPoolModel,
             "Attention": M.PyAttentionModel,
@@ -169,16 +190,17 @@ class LavaNetwork:
             if spec.library:
                 module, _, cls = LIBRARY[spec.kind].rpartition(".")
                 kind = getattr(importlib.import_module(module), cls)
-                if spec.kind == "DelaySparse":
-                    w = params["weights"]
-                    delays = w.copy()
-                    delays.data[:] = int(params.pop("delays"))
-                    params["delays"] = delays.astype(int)
+                if spec.kind == "DelaySparse":  # one delay for every synapse: Lava takes it as an int
+                    params["delays"] = int(params["delays"])
                 import inspect
 
                 named = "name" in inspect.signature(kind.__init__).parameters
                 proc = kind(**params, name=spec.name) if named else kind(**params)
                 proc.name = spec.name  # GradedVec takes no name: set it afterwards
+                if "weights" in params:  # Lava's Sparse keeps a copy of its matrix: the plan's will do
+                    proc.weights.init = params["weights"]
+                if spec.constant is None:  # messages as wide as the plan's static bound needs
+                    exceptions[proc] = LM.narrow_model(exceptions[kind], spec.in_bound)
                 procs[spec.name] = proc
                 continue
             base = getattr(P, spec.kind)
@@ -349,6 +371,7 @@ def lava_network(
     if not isinstance(ir, Graph):
         ir = from_int_nir(ir)
     check_integer_graph(ir)
+    _release_freed_memory()
     plan = build_plan(ir, load_target(target))
     scales = [o.op.real_scale for o in ir.outputs() if isinstance(o.op, IntOutput)]  # model order, like plan.outputs
     return LavaNetwork(plan, scales, {n.name for n in ir.of(IntSpike)}, capacity, runtime, progress)

@@ -81,10 +81,34 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     if not host or not port.isdigit():
         raise ClusterError(f"--cluster {address}: not a Ray address (HOST:PORT, ray://HOST:PORT or auto)")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            speaks = _speaks_http2(conn, timeout)
     except OSError as err:
         raise ClusterError(f"cannot reach the Ray cluster at {address} ({err.strerror or err})") from None
+    if not speaks:
+        # Ray would retry a server that is not its own for minutes, logging a warning every few seconds
+        raise ClusterError(f"{address} answers but is not a Ray cluster (no gRPC server there: "
+                           "give the head's GCS port, 6379 by default, or ray://HOST:10001)")
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+
+
+def _speaks_http2(conn: socket.socket, timeout: float) -> bool:
+    """Whether the server behind ``conn`` answers the HTTP/2 preface with a SETTINGS frame, as
+    every gRPC server (Ray's GCS, the Ray client server) does."""
+    conn.settimeout(timeout)
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:
+        return False
+    return head[3] == 4  # frame type 4: SETTINGS
 
 
 @contextmanager

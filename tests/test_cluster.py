@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,54 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path, micro_q):
     assert run.returncode == 2
     line = f"lensnet-deploy simulate: error: cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)"
     assert run.stderr.strip().splitlines() == [line]
+
+
+def test_the_cli_joins_a_running_ray_cluster_by_its_address(tmp_path, micro_q):
+    """`ray start --head` (what a user's cluster is), then `--cluster HOST:PORT`: the maps of one process."""
+    q, x = micro_q
+    ray = Path(EXE).with_name("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = subprocess.run([str(ray), "start", "--head", "--port", str(port), "--num-cpus", "2",
+                            "--include-dashboard", "false", "--disable-usage-stats"],
+                           capture_output=True, text=True, timeout=180, env=env)
+    try:
+        assert start.returncode == 0, start.stderr[-2000:]
+        graph = tmp_path / "q.nir"
+        write_nir(q.nir, graph)
+        images = tmp_path / "images"
+        images.mkdir()
+        for src in _real_images(4):
+            (images / src.name).write_bytes(src.read_bytes())
+        one = _cli("simulate", graph, "--images", images, "--out", tmp_path / "one")
+        joined = _cli("simulate", graph, "--images", images, "--out", tmp_path / "joined",
+                      "--cluster", f"127.0.0.1:{port}", "--batch-size", 2, timeout=300)
+        assert one.returncode == 0 and joined.returncode == 0, joined.stderr[-2000:]
+        names = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
+        assert len(names) == 4
+        assert all((tmp_path / "one" / n).read_bytes() == (tmp_path / "joined" / n).read_bytes() for n in names)
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def test_a_server_that_is_not_ray_is_one_line_and_exit_2_in_seconds(tmp_path, micro_q):
+    """Ray would retry a non-Ray server for minutes, logging warnings; we ask it the gRPC preface first."""
+    q, _ = micro_q
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        graph = tmp_path / "q.nir"
+        write_nir(q.nir, graph)
+        t0 = time.monotonic()
+        run = _cli("simulate", graph, "--images", SAMPLES / "Image", "--out", tmp_path / "o",
+                   "--cluster", f"127.0.0.1:{port}", timeout=120)
+    assert run.returncode == 2 and time.monotonic() - t0 < 60
+    assert run.stderr.strip().splitlines() == [
+        f"lensnet-deploy simulate: error: 127.0.0.1:{port} answers but is not a Ray cluster (no gRPC server "
+        "there: give the head's GCS port, 6379 by default, or ray://HOST:10001)"]
 
 
 def test_ray_missing_is_one_clear_error(micro_q, monkeypatch):

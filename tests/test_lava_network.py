@@ -239,6 +239,145 @@ def test_our_delay_sparse_model_equals_lavas_own():
     assert np.array_equal(ours[:, 4], (w @ data[:, 0]) >> 1)  # step 1's input arrives 1 + 3 steps later
 
 
+def _through(proc, data: np.ndarray, model=None) -> np.ndarray:
+    """``data`` (neurons × steps) from a ring buffer through ``proc`` into a sink, on Lava's CPU
+    simulator with Lava's own fixed_pt model of ``proc`` or ``model``."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    src = Source(data=data)
+    out = proc.s_out if hasattr(proc, "s_out") else proc.a_out
+    sink = Sink(shape=out.shape, buffer=data.shape[-1])
+    src.s_out.connect(proc.a_in if hasattr(proc, "a_in") else proc.s_in)
+    out.connect(sink.a_in)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={type(proc): model} if model else {})
+    sink.run(condition=RunSteps(num_steps=data.shape[-1]), run_cfg=cfg)
+    try:
+        return sink.data.get().astype(np.int64)
+    finally:
+        sink.stop()
+
+
+def _with_repeats(data: np.ndarray) -> np.ndarray:
+    """Each step's input twice, then an idle stretch: the lean models resend on an unchanged input."""
+    steps = np.repeat(data, 2, axis=1)
+    return np.concatenate([steps, np.zeros_like(data[:, :3]), steps[:, :2]], axis=1)
+
+
+@pytest.mark.parametrize("case", ["binary", "graded"])
+def test_our_lean_sparse_model_equals_lavas_own(case):
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import csr_matrix
+
+    from lensnet_deploy.hardware.lava_procs.library_models import LeanSparseModel
+    from lensnet_deploy.hardware.network import narrow
+
+    rng = np.random.default_rng(11)
+    w = rng.integers(-128, 128, (9, 14)) * 2
+    w[rng.random(w.shape) < 0.5] = 0
+    if case == "binary":
+        bits, exp, data = 0, 3, (rng.random((14, 6)) < 0.5).astype(np.int64)
+    else:
+        bits, exp, data = 16, -4, rng.integers(-3000, 3000, (14, 6))
+    data = _with_repeats(data)
+
+    def run(model):
+        matrix = csr_matrix(w)
+        return _through(Sparse(weights=matrix.astype(narrow(matrix.data).dtype), weight_exp=exp,
+                               num_message_bits=bits), data, model)
+
+    lava, ours = run(None), run(LeanSparseModel)
+    assert np.array_equal(lava, ours) and np.abs(ours).max() > 1000
+    assert np.array_equal(ours[:, 1], shift_exact(w @ data[:, 0], exp))  # one step later, shifted
+
+
+def shift_exact(x: np.ndarray, exp: int) -> np.ndarray:
+    return x << exp if exp > 0 else x >> -exp
+
+
+def test_our_lean_lif_reset_model_equals_lavas_own():
+    """Random inputs around the thresholds (a binary plane per row), biases per row broadcast over the
+    pixels (the plan's compact views) at bias_exp 6 and 7, inputs up to the 24-bit wrap."""
+    from lava.proc.lif.process import LIFReset
+
+    from lensnet_deploy.hardware.lava_procs.library_models import LeanLIFResetModel
+
+    rng = np.random.default_rng(5)
+    shape, vth = (4, 3, 2), 900
+    mant = np.broadcast_to(rng.integers(-4096, 4096, (4, 1, 1)), shape)
+    exp = np.broadcast_to(np.array([6, 7, 6, 7]).reshape(-1, 1, 1), shape)
+    data = rng.integers(-(2**17), 2**17, (int(np.prod(shape)), 5))
+    data[:4, 0] = 2**17 + 5  # << 6 passes 2^23: the current wraps
+    data = _with_repeats(data)
+    flat = data.reshape(*shape, -1)
+
+    def run(model):
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+
+        lif = LIFReset(shape=shape, vth=vth, bias_mant=mant, bias_exp=exp, du=0, dv=0, reset_interval=1,
+                       reset_offset=0)
+        src, sink = Source(data=flat), Sink(shape=shape, buffer=flat.shape[-1])
+        src.s_out.connect(lif.a_in)
+        lif.s_out.connect(sink.a_in)
+        cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={LIFReset: model} if model else {})
+        sink.run(condition=RunSteps(num_steps=flat.shape[-1]), run_cfg=cfg)
+        try:
+            return sink.data.get().astype(np.int64)
+        finally:
+            sink.stop()
+
+    lava, ours = run(None), run(LeanLIFResetModel)
+    assert np.array_equal(lava, ours)
+    assert 0.2 < ours.mean() < 0.8  # both kinds of answer, often
+
+
+def test_our_lean_graded_vec_model_equals_lavas_own():
+    from lava.proc.graded.process import GradedVec
+
+    from lensnet_deploy.hardware.lava_procs.library_models import LeanGradedVecModel
+
+    rng = np.random.default_rng(9)
+    data = _with_repeats(rng.integers(-(2**23) + 1, 2**23, (7, 5)))
+    for vth in (0, 2**20):
+        lava = _through(GradedVec(shape=(7,), vth=vth), data)
+        ours = _through(GradedVec(shape=(7,), vth=vth), data, LeanGradedVecModel)
+        assert np.array_equal(lava, ours) and (ours == 0).any() and (ours != 0).any()
+
+
+def test_messages_are_as_wide_as_their_static_bound_and_never_wrap():
+    """The plan's static bounds choose each port's integer type (binary spikes: int8); a value
+    outside it is an error, not a silent wrap."""
+    from types import SimpleNamespace
+
+    from lensnet_deploy.hardware.lava_procs import library_models as LM
+
+    assert [LM.width(b) for b in (0, 1, 127, 128, 32767, 32768, 2**23)] == [
+        np.int32, np.int8, np.int8, np.int16, np.int16, np.int32, np.int32]
+    sparse = LM.narrow_model(LM.LeanSparseModel, 300)
+    assert sparse.a_out.d_type == np.int16 and sparse is LM.narrow_model(LM.LeanSparseModel, 20000)
+    lif = LM.narrow_model(LM.LeanLIFResetModel, 100)
+    assert lif.a_in.d_type == np.int8 and lif.s_out.d_type == np.int8
+    graded = LM.narrow_model(LM.LeanGradedVecModel, 5000)
+    assert graded.a_in.d_type == graded.s_out.d_type == np.int16
+    port = SimpleNamespace(_d_type=np.int16)
+    assert LM.fitted(np.array([-32768, 32767]), port).dtype == np.int16
+    with pytest.raises(OverflowError, match="outside int16"):
+        LM.fitted(np.array([0, 32768]), port)
+
+
+def test_the_plan_keeps_biases_as_views_and_weights_in_two_bytes(tiny_plan):
+    lifs = [p for p in tiny_plan.procs.values() if p.kind == "LIFReset" and np.ndim(p.params["bias_mant"])]
+    assert lifs and all(0 in p.params["bias_mant"].strides for p in lifs if p.neurons > 64)
+    weights = [p.params.get("weights", p.params.get("weight")) for p in tiny_plan.procs.values()
+               if p.kind in ("Sparse", "DelaySparse", "Conv")]
+    assert {w.dtype for w in weights} == {np.dtype(np.int16)}
+
+
 def test_membranes_wider_than_a_lif_input_reach_it_pre_shifted_bit_exact(micro_model):
     """Quantize keeps 24-bit membranes; where one exceeds a LIF input (2^17) a GradedVec relay
     holds it whole and an identity synapse of weight 2 at weight_exp −k−1 delivers m >> k to LIF
