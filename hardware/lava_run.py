@@ -7,8 +7,10 @@ the end of the program) stops it. Lava is imported only here, when a network is 
 
 Lava 0.10's runtime starts one OS process per ProcessModel (fork), about 20 MB each: the
 LENS-Net networks have hundreds of processes. ``runtime="threads"`` (the default) runs the
-same runtime, compiler, channels and models with each actor a thread of this process instead
-(Lava has no such option: ``MultiProcessing.build_actor`` is swapped while the runtime starts);
+same runtime, compiler and models with each actor a thread of this process instead, joined by
+in-process channels with Lava's channel contract (``lava_procs.thread_channel``; Lava has no such
+option: ``MultiProcessing``'s actor, channel and start/stop methods are swapped while the runtime
+starts);
 ``runtime="processes"`` is Lava's own. Both give the same integers (tests).
 """
 
@@ -79,10 +81,15 @@ class _ThreadActor(threading.Thread):
 
 @contextlib.contextmanager
 def _thread_actors() -> Iterator[None]:
-    """While Lava starts a runtime, build its actors as threads of this process."""
+    """While Lava starts a runtime, build its actors as threads of this process, joined by
+    in-process channels (``ThreadChannel``) instead of shared memory, so no shared-memory
+    manager process is started either."""
+    from lava.magma.compiler.channels.interfaces import ChannelType
     from lava.magma.runtime.message_infrastructure.multiprocessing import MultiProcessing
 
-    original = MultiProcessing.build_actor
+    from .lava_procs.thread_channel import ThreadChannel
+
+    original = {name: getattr(MultiProcessing, name) for name in ("build_actor", "channel_class", "start")}
 
     def build_actor(self, target_fn, builder, exception_q=None):
         actor = _ThreadActor(target_fn, {"builder": builder, "exception_q": exception_q})
@@ -90,11 +97,24 @@ def _thread_actors() -> Iterator[None]:
         self._actors.append(actor)
         return actor
 
-    MultiProcessing.build_actor = build_actor
+    def channel_class(self, channel_type):
+        if channel_type != ChannelType.PyPy:
+            raise LensNetDeployError(f"the threads runtime has only Python-to-Python channels, not {channel_type!r}")
+        return ThreadChannel
+
+    def start(self):
+        self._smm = None
+        # ``stop`` runs after this block (when the network closes): this instance's own, no manager to shut
+        self.stop = lambda: [actor.join() for actor in self._actors]
+
+    patched = {"build_actor": build_actor, "channel_class": channel_class, "start": start}
+    for name, fn in patched.items():
+        setattr(MultiProcessing, name, fn)
     try:
         yield
     finally:
-        MultiProcessing.build_actor = original
+        for name, fn in original.items():
+            setattr(MultiProcessing, name, fn)
 
 
 def _shm_dir() -> Path:
