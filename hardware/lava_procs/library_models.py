@@ -45,6 +45,8 @@ from lava.proc.sparse.process import DelaySparse, Sparse
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 from scipy.sparse import csr_matrix
 
+from ...errors import GraphError
+
 STATE_MAX = 2**23 - 1
 PARENT_PID = os.getpid()  # this module is imported before Lava starts its actors
 # A Var these models never read per neuron: Lava's builder hands over its init as it is (a scalar, or
@@ -211,7 +213,7 @@ class FastDelaySparseModel(PyDelaySparseModelBitAcc):
             self.weights = prepared_weights(self.weights, self.proc_params)
             delays = np.unique(self.delays.data) if hasattr(self.delays, "data") else np.unique(self.delays)
             if len(delays) > 1 or delays.max(initial=0) > 63:
-                raise ValueError(f"FastDelaySparseModel needs one delay ≤ 63 for every synapse, got {delays}")
+                raise GraphError(f"FastDelaySparseModel needs one delay ≤ 63 for every synapse, got {delays}")
             self.delays = None
             idle = np.zeros(self.weights.shape[0], self.a_out._d_type)
             self.fifo = [idle] * (int(delays.max(initial=0)) + 1)  # an unchanged input appends the same array
@@ -275,7 +277,7 @@ class LeanLIFResetModel(PyLoihiProcessModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         if proc_params["reset_interval"] != 1:
-            raise ValueError("LeanLIFResetModel models neurons that reset every step (reset_interval = 1)")
+            raise GraphError("LeanLIFResetModel models neurons that reset every step (reset_interval = 1)")
         self.unchanged = _Unchanged()
         self.spikes: np.ndarray | None = None
 
