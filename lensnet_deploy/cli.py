@@ -65,7 +65,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.zoo_command == "snap":
         from .zoo import snap_entry
 
-        entry = snap_entry(args.name, args.size, args.data_root, args.status)
+        entry = snap_entry(args.name, args.size, args.data_root, args.status, args.native, args.notes)
         m = entry["metrics"]
         print(f"snapped {args.name} at {args.size}²: {entry['file']} ({entry['file_size_bytes'] / 2**20:.2f} MB, "
               f"int8 grid), ORSSD test S {m['smeasure']:.4f} MAE {m['mae']:.4f}")
@@ -454,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--size", type=int, required=True, help="the input side it is deployed at")
     zs.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
     zs.add_argument("--status", help="the registry's new status line")
+    zs.add_argument("--native", action="store_true",
+                    help="make SIZE² the model's native input too (evaluate, predict and the demo use it); "
+                         "choose it on the hold-out split (benchmarks/holdout_sizes.py)")
+    zs.add_argument("--notes", help="replace the model card's notes paragraph")
     p.set_defaults(func=cmd_zoo)
     return parser
 

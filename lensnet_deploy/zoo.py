@@ -21,6 +21,7 @@ from .checkpoint import GRID_TAG, load_lensnet, save_lensnet
 from .datasets import resolve_layout
 from .errors import LensNetDeployError
 from .metrics import evaluate_dirs
+from .model_zoo import check_input_size
 from .model_zoo.registry import REGISTRY_FILE, ZOO_DIR, zoo_entries
 from .predict import predict_dir
 
@@ -178,24 +179,38 @@ def _publish(name: str, entry: dict[str, Any], curves: str | None) -> None:
     write_text_atomic(REGISTRY_FILE, json.dumps(registry, indent=1) + "\n")
 
 
-def snap_entry(name: str, size: int, data_root: Path, status: str | None = None) -> dict[str, Any]:
+def snap_entry(name: str, size: int, data_root: Path, status: str | None = None, native: bool = False,
+               notes: str | None = None) -> dict[str, Any]:
     """Put an existing zoo model's weights on the loihi2 integer grid at ``size``² (``qat.snap``)
     and store it as int8 grid weights, keeping its training record; the metrics are measured
-    again. For entries whose run folder is gone (``register --snap`` does this for a new run)."""
+    again. For entries whose run folder is gone (``register --snap`` does this for a new run).
+
+    ``native``: ``size``² also becomes the input the model is evaluated and deployed at (a
+    convolutional model runs at any multiple of 16; pick the size on the hold-out split)."""
+    from dataclasses import replace
+
     from .qat import snap as snap_model
 
     entry = zoo_entries().get(name)
     if entry is None:
         raise LensNetDeployError(f"{name!r}: no such zoo model (see `lensnet-deploy zoo list`)")
     model = snap_model(load_lensnet(ZOO_DIR / entry["file"]), (size, size))
+    if native:
+        check_input_size((size, size))
+        model.config = replace(model.config, input_size=(size, size))
+        model.input_size = (size, size)
     target = ZOO_DIR / entry["file"]
     save_lensnet(model, target, variant=name, grid=True,
                  extra={"trained_by": "lensnet-deploy train", "snapped_at": f"{size}x{size}"})
+    flag = " --native" if native else ""
     entry = {**entry, "metrics": evaluate_on_orssd(target, data_root), "file_size_bytes": target.stat().st_size,
              "dtype": GRID_TAG, "sha256": sha256(target), "snapped_at": size,
-             "command": f"{entry['command']} && lensnet-deploy zoo snap {name} --size {size}"}
+             "config": model.config.to_dict(), "input_size": list(model.input_size),
+             "command": f"{entry['command']} && lensnet-deploy zoo snap {name} --size {size}{flag}"}
     if status:
         entry["status"] = status
+    if notes:
+        entry["notes"] = notes
     cards = ZOO_DIR / "cards"
     _publish(name, entry, f"{name}-curves.png" if (cards / f"{name}-curves.png").exists() else None)
     return entry

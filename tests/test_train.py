@@ -155,6 +155,16 @@ def test_register_a_run_in_the_zoo(tmp_path, monkeypatch):
     assert again_entry["command"].endswith("&& lensnet-deploy zoo snap toy-micro --size 32")
     assert registry.zoo_entries()["toy-micro"]["sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest()
     assert "snapped to the loihi2 grid at 32²" in (shelf / "cards" / "toy-micro.md").read_text()
+    # --native: the snap size becomes the input evaluate, predict and the card use
+    native = zoo.snap_entry("toy-micro", 48, tmp_path, native=True, notes="Deployed at 48².")
+    assert native["input_size"] == [48, 48] and native["config"]["input_size"] == [48, 48]
+    assert load_lensnet(stored).input_size == (48, 48)
+    assert_on_grid(load_lensnet(stored), (48, 48))
+    assert native["command"].endswith("&& lensnet-deploy zoo snap toy-micro --size 48 --native")
+    card = (shelf / "cards" / "toy-micro.md").read_text()
+    assert "48×48" in card and "## Notes\n\nDeployed at 48².\n" in card
+    with pytest.raises(LensNetDeployError, match="multiples of 16"):
+        zoo.snap_entry("toy-micro", 40, tmp_path, native=True)
 
 
 def test_a_new_run_starts_from_init_weights(tmp_path):
