@@ -21,7 +21,6 @@ from .checkpoint import GRID_TAG, load_lensnet, save_lensnet
 from .datasets import resolve_layout
 from .errors import LensNetDeployError
 from .metrics import evaluate_dirs
-from .model_zoo import check_input_size
 from .model_zoo.registry import REGISTRY_FILE, ZOO_DIR, zoo_entries
 from .predict import predict_dir
 
@@ -187,8 +186,6 @@ def snap_entry(name: str, size: int, data_root: Path, status: str | None = None,
 
     ``native``: ``size``² also becomes the input the model is evaluated and deployed at (a
     convolutional model runs at any multiple of 16; pick the size on the hold-out split)."""
-    from dataclasses import replace
-
     from .qat import snap as snap_model
 
     entry = zoo_entries().get(name)
@@ -196,9 +193,7 @@ def snap_entry(name: str, size: int, data_root: Path, status: str | None = None,
         raise LensNetDeployError(f"{name!r}: no such zoo model (see `lensnet-deploy zoo list`)")
     model = snap_model(load_lensnet(ZOO_DIR / entry["file"]), (size, size))
     if native:
-        check_input_size((size, size))
-        model.config = replace(model.config, input_size=(size, size))
-        model.input_size = (size, size)
+        model.set_input_size((size, size))
     target = ZOO_DIR / entry["file"]
     save_lensnet(model, target, variant=name, grid=True,
                  extra={"trained_by": "lensnet-deploy train", "snapped_at": f"{size}x{size}"})

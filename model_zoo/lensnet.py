@@ -6,7 +6,7 @@ a smaller variant; its ``state_dict`` keys follow the authors' checkpoints.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +125,13 @@ class LensNet(nn.Module):
             F.interpolate(p3, scale_factor=8, mode="bilinear"),
             F.interpolate(p4, scale_factor=16, mode="bilinear"),
         )
+
+    def set_input_size(self, size: tuple[int, int]) -> None:
+        """Make ``size`` the input this model is evaluated and deployed at (config and attribute
+        together: both are saved with the checkpoint, and the weights do not depend on it)."""
+        check_input_size(size)
+        self.config = replace(self.config, input_size=(int(size[0]), int(size[1])))
+        self.input_size = tuple(self.config.input_size)  # type: ignore[assignment]
 
     def spiking_modules(self) -> dict[str, MultiSpike]:
         """Every multi-spike neuron module by its qualified name."""

@@ -45,8 +45,10 @@ def test_cluster_specs():
             parse_cluster(bad)
 
 
+@pytest.mark.slow
 def test_lava_on_two_workers_equals_the_fast_simulator(micro_q):
-    """8 real images, batches of 4 on 2 workers each building the Lava network once."""
+    """8 real images, batches of 4 on 2 workers each building the Lava network once. Slow (about
+    2 min on 2 cores): the default run checks the same path through the CLI, maps byte for byte."""
     q, x = micro_q
     fast = q.fast(x)
     run = L.simulate(q, x, backend="lava", cluster="local:2", batch_size=4)

@@ -67,6 +67,17 @@ def test_input_size_must_be_multiple_of_16(size):
         LensNet(VARIANTS["lensnet-micro"])(torch.zeros(1, 3, *size))
     with pytest.raises(ValueError, match="multiples of 16"):
         LensNetConfig(input_size=size)
+    model = LensNet(VARIANTS["lensnet-micro"])
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model.set_input_size(size)
+    assert model.input_size == (64, 64) and model.config.input_size == (64, 64)
+
+
+def test_set_input_size_moves_config_and_attribute_together():
+    model = LensNet(VARIANTS["lensnet-micro"])
+    model.set_input_size((96, 128))
+    assert model.input_size == (96, 128) and model.config.input_size == (96, 128)
+    assert model.config.embed_dims == VARIANTS["lensnet-micro"].embed_dims
 
 
 def test_attention_hand_computed():
