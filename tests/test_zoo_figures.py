@@ -20,8 +20,8 @@ CLI = Path(sys.executable).with_name("lensnet-deploy")
 # multi-spike counts, and the spiking layers carry those flips to the maps. Measured against
 # the registry (figures taken where each model was registered) on a 2-core AMD EPYC with AVX2
 # only: lensnet-tiny v6 within 0.0004 on every metric (S 0.86409 vs 0.86412, weighted F
-# 0.76287 vs 0.76245), lensnet v3 within 0.0010 (S 0.8480 vs 0.8490). The integer model has
-# no such slack (test_demo_digest holds on both).
+# 0.76287 vs 0.76245), lensnet v3 within 0.0010 (S 0.8480 vs 0.8490; v4 was registered on this
+# EPYC). The integer model has no such slack (test_demo_digest holds on both).
 FLOAT_KERNEL_SLACK = {"lensnet-tiny": 1e-3, "lensnet": 2e-3}
 ORSSD = DATASETS / "ORSSD"
 
