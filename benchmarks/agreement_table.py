@@ -53,8 +53,8 @@ def local_flips(model_name: str, pairs: list, size_arg: int, snap: str, top: int
     from lensnet_deploy.export import ops as O
     from lensnet_deploy.export.from_nir import from_nir
     from lensnet_deploy.export.ir_exec import eval_node
+    from lensnet_deploy.hardware.integer.quantize import quantize_ir
     from lensnet_deploy.hardware.model import IntegerModel
-    from lensnet_deploy.hardware.quantize import quantize_ir
 
     model = load_lensnet(model_name)
     size = (size_arg, size_arg) if size_arg else model.input_size

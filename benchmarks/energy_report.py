@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from lensnet_deploy import ResourceError, compile, export_nir, load_lensnet, load_target, prepare, quantize
 from lensnet_deploy.datasets import list_images, load_images, resolve_layout
-from lensnet_deploy.hardware.energy import estimate_energy
+from lensnet_deploy.hardware.loihi.energy import estimate_energy
 from lensnet_deploy.predict import batches
 
 

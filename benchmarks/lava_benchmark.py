@@ -21,7 +21,7 @@ import torch
 
 import lensnet_deploy as L
 from lensnet_deploy.datasets import list_images, load_images
-from lensnet_deploy.hardware.network import WARMUP
+from lensnet_deploy.hardware.loihi.lower import WARMUP
 
 SAMPLES = Path(__file__).resolve().parents[1] / "lensnet_deploy" / "data" / "samples" / "orssd-test" / "Image"
 
@@ -60,7 +60,7 @@ def measure(name: str, size: int, small: int, large: int, runtime: str) -> None:
     t0 = time.perf_counter()
     net = q.lava(capacity=large) if runtime == "threads" else None
     if net is None:
-        from lensnet_deploy.hardware.lava_run import lava_network
+        from lensnet_deploy.hardware import lava_network
 
         net = q.__dict__["_lava"] = lava_network(q, capacity=large, runtime=runtime)
     procs = net.processes  # builds the Lava processes
@@ -109,7 +109,7 @@ def measure_one(name: str, size: int, runtime: str) -> None:
     gc.collect()
     print(f"{name} at {size}²: quantized in {t_quant:.1f} s; fast simulator done; peak so far {peak_mb()}", flush=True)
     t1 = time.perf_counter()
-    from lensnet_deploy.hardware.lava_run import lava_network
+    from lensnet_deploy.hardware import lava_network
 
     net = q.__dict__["_lava"] = lava_network(q, capacity=1, runtime=runtime)
     procs = net.processes
@@ -121,7 +121,7 @@ def measure_one(name: str, size: int, runtime: str) -> None:
     pss = [pss_mb()]
 
     def report() -> None:  # the step the readout has seen and the memory, every minute
-        from lensnet_deploy.hardware.lava_procs.buffers import open_array
+        from lensnet_deploy.hardware.lava.buffers import open_array
 
         while not stop.wait(10):
             pss[0] = max(pss[0], pss_mb())

@@ -15,8 +15,8 @@ import torch
 
 from lensnet_deploy.api import quantize
 from lensnet_deploy.export import export_nir
-from lensnet_deploy.hardware.fast_sim import FastSimulator
-from lensnet_deploy.hardware.int_nir import from_int_nir
+from lensnet_deploy.hardware.integer.fast_sim import FastSimulator
+from lensnet_deploy.hardware.integer.int_nir import from_int_nir
 from lensnet_deploy.model_zoo import LensNet, variant_config
 from lensnet_deploy.model_zoo.random_weights import randomize_
 

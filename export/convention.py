@@ -49,7 +49,7 @@ global_maxpool     x (C×H×W)                    max over H, W → C×1×1
 
 Integer graphs carry ``lensnet.integer`` in the graph metadata; their
 dialect (integer Conv2d weights, thresholds and three more extension ops)
-is defined, read and written by ``lensnet_deploy.hardware.int_nir``
+is defined, read and written by ``lensnet_deploy.hardware.integer.int_nir``
 (see docs/integer_semantics.md). A float reader refuses them.
 """
 

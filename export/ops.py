@@ -4,7 +4,7 @@ Each operation owns its parameters, its operand count and its shape checks,
 like NIR's ``nir/ir/*.py``; a graph node (:class:`~.ir.Node`) holds one of
 them. Backends dispatch on the type (a dict keyed by the class), so adding
 an operation touches one place per backend. The integer forms that
-``quantize`` produces live in ``lensnet_deploy.hardware.ops``.
+``quantize`` produces live in ``lensnet_deploy.hardware.integer.ops``.
 
 Shapes are (C, H, W) without the batch axis.
 """

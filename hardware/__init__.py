@@ -1,5 +1,30 @@
-"""Integer semantics, quantization, simulators, Lava backend, Loihi targets (lensnet_deploy.hardware)."""
+"""Integer semantics, quantization, simulators, Lava backend, Loihi targets (lensnet_deploy.hardware).
 
-from .targets import Target, load_target
+The names below load their modules on first use (Lava, torch and numpy only when asked for).
+"""
 
-__all__ = ["Target", "load_target"]
+from __future__ import annotations
+
+import importlib as _importlib
+
+# public name -> module (relative to this package) that defines it
+_LAZY: dict[str, str] = {
+    "LavaNetwork": ".lava.runner",
+    "Target": ".target.chips",
+    "lava_network": ".model",
+    "load_target": ".target.chips",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,8 +2,11 @@
 
 A build folder holds the integer graph (``model.q.nir``), ``build.json``
 (target, board, totals), ``resources.json`` and ``resources.txt`` (per layer:
-neurons, synapses, cores, where it runs), ``placement.json`` and, when
-images were given, ``energy.json``. ``load_build`` reads it back for ``deploy``.
+neurons, synapses, cores, where it runs), ``placement.json``, the network itself
+(``plan.json`` and ``plan.npz``: every process with its parameters, every connection;
+``network.json`` describes it for people) and, when images were given, ``energy.json``.
+``load_build`` reads it back into a runnable network (``Build.network``) for ``simulate``
+and ``deploy`` without lowering the graph again.
 """
 
 from __future__ import annotations
@@ -17,18 +20,19 @@ from typing import Any
 import nir
 import torch
 
-from ..atomic import write_text_atomic
+from ..atomic import write_bytes_atomic, write_text_atomic
 from ..errors import LensNetDeployError
 from ..export.ir import Graph
 from ..export.nir_io import read_nir, write_nir
-from .activity import layer_activity, plot_firing_rates
-from .audit import check_network
-from .energy import EnergyReport, estimate_energy
+from .integer.rules import check_design_rules
+from .loihi.activity import layer_activity, plot_firing_rates
+from .loihi.audit import check_network
+from .loihi.energy import EnergyReport, estimate_energy
+from .loihi.lower import build_plan
+from .loihi.plan import NetworkPlan, plan_files, read_plan
+from .loihi.resources import LayerResources, Placement, Resources, check_fits, network_resources, place
 from .model import IntegerModel
-from .network import NetworkPlan, build_plan
-from .resources import LayerResources, Placement, Resources, check_fits, network_resources, place
-from .rules import check_design_rules
-from .targets import Target, board_capacity, load_boards, load_target
+from .target.chips import Target, board_capacity, load_boards, load_target
 
 
 def rescaled(graph: Graph, size: tuple[int, int]) -> Graph:
@@ -52,7 +56,16 @@ class Build:
     energy: EnergyReport | None = None
     activity: list[dict] | None = None
     plan: NetworkPlan | None = None
-    network: dict | None = None  # the plan's description (network.json)
+    description: dict | None = None  # the plan's description (network.json)
+
+    @property
+    def network(self):
+        """The build's Lava network (``LavaNetwork``), from its plan as built or read back."""
+        if self.plan is None:
+            raise LensNetDeployError("this build has no network plan (a build folder from an older version: "
+                                     "compile it again)")
+        self.model.use_plan(self.plan)
+        return self.model.lava(self.plan.target)
 
     @property
     def graph(self) -> nir.NIRGraph:
@@ -63,7 +76,7 @@ class Build:
         return self.model.ir
 
     def summary(self) -> dict[str, Any]:
-        network = self.network or {}
+        network = self.description or {}
         return {"target": self.target.name, "board": self.board, "chips": self.placement.chips,
                 "cores": self.placement.cores, "lower_bound_chips": self.placement.lower_bound_chips,
                 "neurons": self.resources.neurons, "synapses": self.resources.synapses,
@@ -103,8 +116,12 @@ class Build:
                           json.dumps([x.to_dict() for x in self.resources.layers], indent=1) + "\n")
         write_text_atomic(out / "resources.txt", self.table() + "\n")
         write_text_atomic(out / "placement.json", json.dumps(self.placement.to_dict(), indent=1) + "\n")
-        if self.network is not None:
-            write_text_atomic(out / "network.json", json.dumps(self.network, indent=1) + "\n")
+        if self.description is not None:
+            write_text_atomic(out / "network.json", json.dumps(self.description, indent=1) + "\n")
+        if self.plan is not None:
+            text, arrays = plan_files(self.plan)
+            write_bytes_atomic(out / "plan.npz", arrays)
+            write_text_atomic(out / "plan.json", text)
         if self.energy is not None:
             write_text_atomic(out / "energy.json", json.dumps(self.energy.to_dict(), indent=1, default=float) + "\n")
             write_text_atomic(out / "energy.txt", self.energy.format() + "\n")
@@ -115,24 +132,24 @@ class Build:
         return out
 
 
-def compile_graph(int_graph: IntegerModel | nir.NIRGraph, target: str | Target = "loihi2",
+def compile_graph(int_graph: IntegerModel | nir.NIRGraph, target: str | Target | None = None,
                   board: str = "kapoho-point", images: torch.Tensor | None = None,
                   share_weights: bool = False) -> Build:
     """Design rules, resources, placement and (with ``images``) energy of an integer graph on ``board``
-    (``"auto"``: the smallest board that holds it).
+    (``"auto"``: the smallest board that holds it) for ``target`` (default: the graph's own).
 
     Raises ``DesignRuleError`` when a layer breaks one of the target's rules and
     ``ResourceError`` when the board cannot hold it (naming the layer, the limit,
     the smallest board that can, and the largest input that fits).
     """
-    spec = load_target(target)
+    model = IntegerModel.of(int_graph)
+    spec = load_target(model.target if target is None else target)
     boards = load_boards()
     if board not in boards and board != "auto":
         raise LensNetDeployError(f"unknown board {board!r} (known: auto, {', '.join(boards)})")
-    model = IntegerModel.of(int_graph)
     ir = model.ir
     check_design_rules(ir, spec)
-    plan = build_plan(ir, spec)
+    plan = model.plan(spec)
     check_network(plan, spec)  # the audit: every process within the chip's formats
     res = network_resources(plan, spec, share_weights)
     placement = place(res, spec, share_weights)
@@ -162,7 +179,7 @@ def describe(plan: NetworkPlan) -> dict:
 
 
 def load_build(folder: str | os.PathLike[str]) -> Build:
-    """A build folder as ``compile`` saved it (read, not recompiled)."""
+    """A build folder as ``compile`` saved it (read, not recompiled; its plan read back whole)."""
     folder = Path(folder)
     meta_path = folder / "build.json"
     if not meta_path.exists():
@@ -177,8 +194,12 @@ def load_build(folder: str | os.PathLike[str]) -> Build:
             if (folder / "energy.json").exists() else None
         activity = json.loads((folder / "activity.json").read_text()) if (folder / "activity.json").exists() else None
         network = json.loads((folder / "network.json").read_text()) if (folder / "network.json").exists() else None
+        plan = read_plan((folder / "plan.json").read_text(), folder / "plan.npz") \
+            if (folder / "plan.json").exists() else None
         target, board = meta["target"], meta["board"]
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
+    except (OSError, KeyError, TypeError, ValueError, LensNetDeployError, json.JSONDecodeError) as err:
         raise LensNetDeployError(f"{folder}: incomplete or damaged build folder ({err})") from None
     model = IntegerModel(read_nir(folder / "model.q.nir"))
-    return Build(model, load_target(target), board, Resources(layers), placement, energy, activity, None, network)
+    if plan is not None:
+        model.use_plan(plan)
+    return Build(model, load_target(target), board, Resources(layers), placement, energy, activity, plan, network)

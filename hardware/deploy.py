@@ -37,7 +37,7 @@ def deploy(build_dir: str | os.PathLike[str]) -> None:
     folder = Path(build_dir)
     build = load_build(folder)
     ok, why = loihi2_available()
-    processes = (build.network or {}).get("process_count", "?")
+    processes = (build.description or {}).get("process_count", "?")
     if not ok:
         raise LensNetDeployError(f"cannot deploy {folder}: {why}; the build ({build.placement.chips} chips, "
                                  f"{build.placement.cores:,} cores on {build.board}, {processes} Lava processes) "

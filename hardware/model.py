@@ -11,16 +11,17 @@ from __future__ import annotations
 from functools import cached_property
 
 import nir
-import numpy as np
 import torch
 
 from ..errors import LensNetDeployError
 from ..export import ops as O
 from ..export.ir import Graph
-from . import ops as I
-from .int_nir import from_int_nir, to_int_nir
-from .result import SimResult
-from .rules import check_integer_graph
+from .integer import ops as I
+from .integer.int_nir import from_int_nir, to_int_nir
+from .integer.result import SimResult
+from .integer.rules import check_integer_graph
+from .loihi.plan import NetworkPlan
+from .target.chips import Target, load_target
 
 BACKENDS = ("fast", "reference", "lava")
 
@@ -57,7 +58,7 @@ class IntegerModel:
 
     @cached_property
     def fast(self):
-        from .fast_sim import FastSimulator
+        from .integer.fast_sim import FastSimulator
 
         return FastSimulator(self.ir)
 
@@ -69,19 +70,40 @@ class IntegerModel:
         if backend == "fast":
             return self.fast(images, keep=keep)
         if backend == "reference":
-            from .reference import simulate_reference
+            from .integer.reference import simulate_reference
 
             return simulate_reference(self.ir, images, keep=keep)
         return self.lava(capacity=len(images)).run(images, keep=keep)
 
-    def lava(self, target: str = "loihi2", capacity: int = 8):
+    @property
+    def target(self) -> str:
+        """The target the graph was quantized for (recorded by ``quantize``)."""
+        return str((self.ir.integer or {}).get("target", "loihi2"))
+
+    def plan(self, target: str | Target | None = None) -> NetworkPlan:
+        """The graph's Loihi network (``loihi.lower``) for ``target`` (default: the graph's own),
+        built once and shared by ``compile``, the Lava backend and ``deploy``."""
+        from .loihi.lower import build_plan
+
+        spec = load_target(self.target if target is None else target)
+        plans = self.__dict__.setdefault("_plans", {})
+        held = plans.get(spec.name)
+        if held is None or held[0] != spec:
+            held = plans[spec.name] = (spec, build_plan(self.ir, spec))
+        return held[1]
+
+    def use_plan(self, plan: NetworkPlan) -> None:
+        """Adopt a plan read back from a build folder (``load_build``) instead of lowering again."""
+        self.__dict__.setdefault("_plans", {})[plan.target] = (load_target(plan.target), plan)
+
+    def lava(self, target: str | None = None, capacity: int = 8):
         """The Loihi 2 network of this graph on Lava's CPU simulator, built once and kept (closed
         when the program ends); a larger batch than it holds runs in several passes."""
-        from .lava_run import lava_network
+        from .lava.runner import LavaNetwork
 
         net = self.__dict__.get("_lava")
         if net is None:
-            net = self.__dict__["_lava"] = lava_network(self, target, capacity=max(1, capacity))
+            net = self.__dict__["_lava"] = LavaNetwork(self.plan(target), capacity=max(1, capacity))
         return net
 
     def close(self) -> None:
@@ -90,8 +112,18 @@ class IntegerModel:
         if net is not None:
             net.close()
 
-    def node_values(self, image: torch.Tensor, backend: str) -> dict[str, np.ndarray]:
-        """Every node's integers for one image on ``backend``."""
-        x = image if image.dim() == 4 else image[None]
-        run = self.simulate(x[:1], backend, keep=True)
-        return {k: v[0].numpy() for k, v in run.values.items()}
+
+def lava_network(
+    int_graph: IntegerModel | nir.NIRGraph | Graph,
+    target: str | Target | None = None,
+    capacity: int = 8,
+    runtime: str = "threads",
+    progress=None,
+):
+    """The Loihi 2 network of an integer graph (a NIR graph, an IR graph or an ``IntegerModel``) on
+    Lava's CPU simulator: Lava's library processes on neuro-cores, ours on embedded cores and the
+    host (its plan: ``IntegerModel.plan``, for ``target`` or the one the graph was quantized for).
+    Importing Lava waits until the network is first run or its ``processes`` are asked for."""
+    from .lava.runner import LavaNetwork
+
+    return LavaNetwork(IntegerModel.of(int_graph).plan(target), capacity, runtime, progress)

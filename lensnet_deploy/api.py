@@ -12,15 +12,15 @@ import nir
 import numpy as np
 import torch
 
-from .errors import LensNetDeployError
+from .errors import DatasetError, LensNetDeployError
 from .export.from_nir import from_nir
 from .export.ir_exec import run_ir
-from .hardware.int_nir import to_int_nir
+from .hardware.integer.int_nir import to_int_nir
+from .hardware.integer.ops import IntSpike, SigmoidTable
+from .hardware.integer.quantize import quantize_ir
+from .hardware.integer.result import SimResult
 from .hardware.model import BACKENDS, IntegerModel
-from .hardware.ops import IntSpike, SigmoidTable
-from .hardware.quantize import quantize_ir
-from .hardware.result import SimResult
-from .hardware.targets import Target
+from .hardware.target.chips import Target
 
 QUANTIZE_OPTIONS = ("per_channel", "strict")
 
@@ -71,18 +71,37 @@ class QuantizeReport:
         return "\n".join(lines)
 
 
-def quantize(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None, target: str | Target = "loihi2",
+def quantize(graph: nir.NIRGraph, images: torch.Tensor | None = None, target: str | Target = "loihi2",
              **options) -> nir.NIRGraph:
     """Float lensnet NIR graph → integer NIR graph (docs/integer_semantics.md), within the
     widths of ``target`` (a name or a ``Target``).
 
     Options: ``per_channel`` (default True: one shift per channel of each
     residual stream; False: one per stream) and ``strict`` (fail instead of
-    coarsening a stream to fit the state width). Shifts come from static
-    worst-case bounds, so the integer graph depends on the weights alone;
-    ``calibration_images`` matter for the report of ``quantize_with_report``
-    (observed maxima, spike agreement, saturations, metrics)."""
+    coarsening a stream to fit the state width).
+
+    Nothing is calibrated: shifts come from static worst-case bounds, which hold for every
+    input, so the integer graph depends on the weights alone (and its 24-bit state is proven,
+    not observed). ``images`` (optional, B×3×H×W) are only checked against the graph's input,
+    so that images of another size fail here in one line rather than in ``simulate``; what
+    images show (observed maxima, spike agreement with the float model, saturations, metrics)
+    is the report of ``quantize_with_report``."""
+    _check_images(graph, images)
     return quantize_with_report(graph, None, target=target, **options)[0]
+
+
+def _check_images(graph: nir.NIRGraph, images: torch.Tensor | None) -> None:
+    """A ``DatasetError`` unless ``images`` (when given) are B×3×H×W at the graph's input size."""
+    if images is None:
+        return
+    from .export import convention
+
+    size = (convention.model_info(graph) or {}).get("input_size")
+    shape = tuple(getattr(images, "shape", ()))
+    if len(shape) != 4 or shape[0] == 0 or shape[1] != 3 or (size and list(shape[2:]) != [int(s) for s in size]):
+        want = f"3×{int(size[0])}×{int(size[1])}" if size else "3×H×W"
+        got = "×".join(map(str, shape)) if shape else type(images).__name__
+        raise DatasetError(f"images of shape {got} do not fit the graph: it takes B×{want}")
 
 
 def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
@@ -95,6 +114,7 @@ def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor |
     if unknown:
         raise LensNetDeployError(f"unknown quantize options: {', '.join(sorted(unknown))} "
                                  f"(known: {', '.join(QUANTIZE_OPTIONS)})")
+    _check_images(graph, calibration_images)
     ir = from_nir(graph)
     if masks is not None and (calibration_images is None or len(masks) != len(calibration_images)):
         raise LensNetDeployError("masks need one calibration image each")

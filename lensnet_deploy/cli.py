@@ -269,8 +269,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from .datasets import list_images, load_images
+    from .hardware.integer.reference import first_difference
     from .hardware.model import BACKENDS
-    from .hardware.reference import first_difference
 
     model = _read_integer(args.graph)
     files = list_images(args.images)[: args.count]
@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="resources, placement and energy on a Loihi target and board")
     p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
-    p.add_argument("--target", default="loihi2", help="loihi2 or loihi1")
+    p.add_argument("--target", help="loihi2 or loihi1 (default: the target the graph was quantized for)")
     p.add_argument("--board", default="kapoho-point",
                    help="oheo-gulch (1 chip), kapoho-point (8), hala-point (1152), auto (the smallest that holds it)")
     p.add_argument("-o", "--output", required=True, type=Path, help="build folder")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from .errors import InternalError, LensNetDeployError
+from .hardware.integer.result import SimResult
 from .hardware.model import IntegerModel
-from .hardware.result import SimResult
 
 Batch = torch.Tensor | Callable[[], torch.Tensor]
 log = logging.getLogger(__name__)

@@ -71,9 +71,8 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
 
     _step("export", [float_nir], inputs, do_export, log)
 
-    def do_quantize() -> None:
-        calib = torch.stack([normalize(read_image(p), size) for p in files[:16]])
-        write_nir(quantize(read_nir(float_nir), calib), int_nir)
+    def do_quantize() -> None:  # the integer graph depends on the weights alone (``quantize``)
+        write_nir(quantize(read_nir(float_nir)), int_nir)
 
     _step("quantize", [int_nir], [float_nir], do_quantize, log)
 

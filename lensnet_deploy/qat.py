@@ -26,8 +26,8 @@ from .export import ops as O
 from .export.capture import capture_lensnet
 from .export.ir import Graph
 from .export.passes import run_passes
-from .hardware.quantize import _fold_input_normalisation, quantize_ir
-from .hardware.targets import load_target
+from .hardware.integer.quantize import _fold_input_normalisation, quantize_ir
+from .hardware.target.chips import load_target
 from .model_zoo import LensNet
 
 TIE_OFFSET = 1 / 64  # of a membrane step above the grid (snap_biases_): under one step for up to 63 biases per sum
@@ -46,10 +46,6 @@ def _conv_modules(model: LensNet, graph: Graph) -> dict[str, nn.Module]:
             raise LensNetDeployError(f"folded convolution {n.name} has no PyTorch convolution of that name")
         out[n.name] = m
     return out
-
-
-def _plain_weight(m: nn.Module) -> torch.Tensor:
-    return m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
 
 
 def _plain_copy(model: LensNet) -> LensNet:
@@ -206,14 +202,6 @@ class QAT:
     def plain_state(self) -> dict[str, torch.Tensor]:
         """The state dict with the *raw* weights under their usual keys (for resuming)."""
         return _plain_copy(self.model).state_dict()
-
-    def load_plain_state(self, state: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for name, m in self.convs.items():
-                _plain_weight(m).copy_(state.pop(f"{name}.weight"))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if ".parametrizations.weight" not in k]:
-            raise LensNetDeployError("QAT state does not match the model")
 
     def snapped(self, rounds: int = 8, biases: bool = True, tie_offset: float = TIE_OFFSET) -> LensNet:
         """A plain copy of the model with every weight on the grid (what gets registered).

@@ -93,7 +93,7 @@ def test_the_walk_sees_lazy_imports():
     assert len(edges) > 60
     # lensnet_deploy.api imports the fast simulator's model lazily-free; the CLI imports the API inside functions
     assert "lensnet_deploy.api" in edges["lensnet_deploy.cli"]
-    assert "lensnet_deploy.hardware.reference" in edges["lensnet_deploy.hardware.model"]
+    assert "lensnet_deploy.hardware.integer.reference" in edges["lensnet_deploy.hardware.model"]
 
 
 def test_no_import_cycles():

@@ -9,11 +9,12 @@ from lensnet_deploy.api import quantize
 from lensnet_deploy.export import export_nir
 from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.ir import Graph
-from lensnet_deploy.hardware import fast_sim
-from lensnet_deploy.hardware import ops as I
-from lensnet_deploy.hardware.fast_sim import FastSimulator, exact_dtype, prepare
-from lensnet_deploy.hardware.int_nir import from_int_nir
-from lensnet_deploy.hardware.reference import first_difference, run_reference
+from lensnet_deploy.hardware.integer import fast_sim
+from lensnet_deploy.hardware.integer import ops as I
+from lensnet_deploy.hardware.integer.bounds import static_bounds
+from lensnet_deploy.hardware.integer.fast_sim import FastSimulator, exact_dtype, prepare
+from lensnet_deploy.hardware.integer.int_nir import from_int_nir
+from lensnet_deploy.hardware.integer.reference import first_difference, run_reference
 
 
 def test_exact_dtype_boundaries():
@@ -34,7 +35,8 @@ def test_arithmetic_thresholds():
     spike = Graph()
     spike.add("input", O.Input(), [], (3, 70, 1))
     spike.add("s", I.IntSpike(D=4, theta=theta), ["input"], (3, 70, 1))
-    step_ = fast_sim._prepare_spike(spike.nodes["s"], [fast_sim._step(spike.nodes["input"], 40)])
+    step_ = fast_sim._prepare_spike(spike.nodes["s"], [fast_sim._step(spike.nodes["input"], 40)],
+                                    static_bounds(spike)["s"])
     assert "c0" in step_.tensors
     want = (m.double().unsqueeze(-1) > torch.from_numpy(theta).double().view(1, 3, 1, 1, 4)).sum(-1)
     assert torch.equal(fast_sim._spike(step_, m).long(), want)

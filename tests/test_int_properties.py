@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.ir import Graph
-from lensnet_deploy.hardware import ops as I
-from lensnet_deploy.hardware.fast_sim import FastSimulator
-from lensnet_deploy.hardware.reference import first_difference, run_reference
+from lensnet_deploy.hardware.integer import ops as I
+from lensnet_deploy.hardware.integer.fast_sim import FastSimulator
+from lensnet_deploy.hardware.integer.reference import first_difference, run_reference
 
 BLOCKS = ("conv", "depthwise", "stride", "residual", "attention", "scab", "upsample")
 

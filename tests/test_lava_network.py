@@ -13,11 +13,12 @@ from conftest import DATASETS, SAMPLES
 
 import lensnet_deploy as L
 from lensnet_deploy.datasets import list_images, load_images
-from lensnet_deploy.hardware import ops as I
-from lensnet_deploy.hardware.audit import audit
-from lensnet_deploy.hardware.lava_run import lava_network
-from lensnet_deploy.hardware.network import LIBRARY, build_plan
-from lensnet_deploy.hardware.reference import first_difference
+from lensnet_deploy.hardware import lava_network
+from lensnet_deploy.hardware.integer import ops as I
+from lensnet_deploy.hardware.integer.reference import first_difference
+from lensnet_deploy.hardware.loihi.audit import audit
+from lensnet_deploy.hardware.loihi.lower import build_plan
+from lensnet_deploy.hardware.loihi.plan import ConvSpec, LIFResetSpec, SynapseSpec
 
 LOIHI2 = L.load_target("loihi2")
 
@@ -48,7 +49,8 @@ def assert_lava_equals_fast(q, x) -> None:
 def test_the_tiny_network_is_lava_library_processes_on_neuro_cores(tiny_128, tiny_plan):
     procs = tiny_plan.procs.values()
     core = [p for p in procs if p.placement == "neuro-core"]
-    assert {p.kind for p in core} == {"Conv", "Sparse", "DelaySparse", "LIFReset", "GradedVec"} <= set(LIBRARY)
+    assert {p.kind for p in core} == {"Conv", "Sparse", "DelaySparse", "LIFReset", "GradedVec"}
+    assert all(p.library and p.lava_class.startswith("lava.proc.") for p in core)
     assert len({p.name for p in procs}) == len(tiny_plan.procs)  # names are unique
     others = {p.kind: p.placement for p in procs if p.placement != "neuro-core"}
     assert others == {"PixelSource": "host", "Readout": "host", "Bilinear": "host", "SumPool": "embedded",
@@ -75,7 +77,7 @@ def test_compile_counts_exactly_the_network(tiny_128, tiny_plan, tmp_path):
         assert any(line.startswith(p.name[:61]) and p.placement in line for line in table.splitlines())
     assert "neuro-core share of synaptic operations 99.78 %" in table
     out = build.save(tmp_path / "b")
-    description = L.load_build(out).network
+    description = L.load_build(out).description
     assert description["process_count"] == len(tiny_plan.procs)
     assert {c["class"] for c in description["processes"]} >= {"lava.proc.conv.process.Conv",
                                                               "lava.proc.lif.process.LIFReset"}
@@ -85,16 +87,16 @@ def test_the_audit_catches_a_bias_out_of_range_and_a_lif_input_above_2_17(tiny_p
     import copy
 
     plan = copy.deepcopy(tiny_plan)
-    lif = next(p for p in plan.procs.values() if p.kind == "LIFReset" and np.ndim(p.params["bias_mant"]) == 3)
-    lif.params["bias_mant"] = lif.params["bias_mant"].copy()
-    lif.params["bias_mant"].flat[0] = 5000  # Lava's CPU model would cast it into int16 without a word
+    lif = next(p for p in plan.procs.values() if isinstance(p, LIFResetSpec) and np.ndim(p.bias_mant) == 3)
+    lif.bias_mant = lif.bias_mant.copy()
+    lif.bias_mant.flat[0] = 5000  # Lava's CPU model would cast it into int16 without a word
     found = audit(plan, LOIHI2)
     assert [(e.layer, e.rule) for e in found] == [(lif.name, "bias_mant")]
     assert "5000" in str(found[0]) and "-4096..4095" in str(found[0])
     plan = copy.deepcopy(tiny_plan)
-    into_lif = {x.src: x.dst for x in plan.links if plan.procs[x.dst].kind == "LIFReset"}
-    conv = next(p for p in plan.procs.values() if p.kind == "Conv" and p.name in into_lif)
-    conv.params["weight_exp"] += 7  # 128 times the input: beyond what the LIF neurons may read
+    into_lif = {x.src: x.dst for x in plan.links if isinstance(plan.procs[x.dst], LIFResetSpec)}
+    conv = next(p for p in plan.procs.values() if isinstance(p, ConvSpec) and p.name in into_lif)
+    conv.weight_exp += 7  # 128 times the input: beyond what the LIF neurons may read
     target = into_lif[conv.name]
     rules = {(e.layer, e.rule) for e in audit(plan, LOIHI2)}
     assert (target, "lif_input") in rules
@@ -160,7 +162,7 @@ def _lava_conv(weight, shape, groups, exp, data, bits, fast):
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from lensnet_deploy.hardware.lava_procs.library_models import FastConvModel
+    from lensnet_deploy.hardware.lava.lean_models import FastConvModel
 
     src = Source(data=data)
     conv = Conv(weight=weight, weight_exp=exp, input_shape=shape, padding=(1, 1), stride=(1, 1), groups=groups,
@@ -210,7 +212,7 @@ def test_our_delay_sparse_model_equals_lavas_own():
     from lava.proc.sparse.process import DelaySparse
     from scipy.sparse import csr_matrix
 
-    from lensnet_deploy.hardware.lava_procs.library_models import FastDelaySparseModel
+    from lensnet_deploy.hardware.lava.lean_models import FastDelaySparseModel
 
     rng = np.random.default_rng(3)
     w = rng.integers(-128, 128, (5, 7)) * 2
@@ -271,8 +273,8 @@ def test_our_lean_sparse_model_equals_lavas_own(case):
     from lava.proc.sparse.process import Sparse
     from scipy.sparse import csr_matrix
 
-    from lensnet_deploy.hardware.lava_procs.library_models import LeanSparseModel
-    from lensnet_deploy.hardware.network import narrow
+    from lensnet_deploy.hardware.lava.lean_models import LeanSparseModel
+    from lensnet_deploy.hardware.loihi.plan import narrow
 
     rng = np.random.default_rng(11)
     w = rng.integers(-128, 128, (9, 14)) * 2
@@ -302,7 +304,7 @@ def test_our_lean_lif_reset_model_equals_lavas_own():
     pixels (the plan's compact views) at bias_exp 6 and 7, inputs up to the 24-bit wrap."""
     from lava.proc.lif.process import LIFReset
 
-    from lensnet_deploy.hardware.lava_procs.library_models import LeanLIFResetModel
+    from lensnet_deploy.hardware.lava.lean_models import LeanLIFResetModel
 
     rng = np.random.default_rng(5)
     shape, vth = (4, 3, 2), 900
@@ -339,7 +341,7 @@ def test_our_lean_lif_reset_model_equals_lavas_own():
 def test_our_lean_graded_vec_model_equals_lavas_own():
     from lava.proc.graded.process import GradedVec
 
-    from lensnet_deploy.hardware.lava_procs.library_models import LeanGradedVecModel
+    from lensnet_deploy.hardware.lava.lean_models import LeanGradedVecModel
 
     rng = np.random.default_rng(9)
     data = _with_repeats(rng.integers(-(2**23) + 1, 2**23, (7, 5)))
@@ -354,7 +356,7 @@ def test_messages_are_as_wide_as_their_static_bound_and_never_wrap():
     outside it is an error, not a silent wrap."""
     from types import SimpleNamespace
 
-    from lensnet_deploy.hardware.lava_procs import library_models as LM
+    from lensnet_deploy.hardware.lava import lean_models as LM
 
     assert [LM.width(b) for b in (0, 1, 127, 128, 32767, 32768, 2**23)] == [
         np.int32, np.int8, np.int8, np.int16, np.int16, np.int32, np.int32]
@@ -371,10 +373,10 @@ def test_messages_are_as_wide_as_their_static_bound_and_never_wrap():
 
 
 def test_the_plan_keeps_biases_as_views_and_weights_in_two_bytes(tiny_plan):
-    lifs = [p for p in tiny_plan.procs.values() if p.kind == "LIFReset" and np.ndim(p.params["bias_mant"])]
-    assert lifs and all(0 in p.params["bias_mant"].strides for p in lifs if p.neurons > 64)
-    weights = [p.params.get("weights", p.params.get("weight")) for p in tiny_plan.procs.values()
-               if p.kind in ("Sparse", "DelaySparse", "Conv")]
+    lifs = [p for p in tiny_plan.procs.values() if isinstance(p, LIFResetSpec) and np.ndim(p.bias_mant)]
+    assert lifs and all(0 in p.bias_mant.strides for p in lifs if p.neurons > 64)
+    weights = [getattr(p, "weights", getattr(p, "weight", None)) for p in tiny_plan.procs.values()
+               if isinstance(p, SynapseSpec)]
     assert {w.dtype for w in weights} == {np.dtype(np.int16)}
 
 
@@ -393,7 +395,7 @@ def test_membranes_wider_than_a_lif_input_reach_it_pre_shifted_bit_exact(micro_m
     # most hold what no LIF input could (the others: thresholds finer than one process spreads)
     assert sum(p.in_bound > LOIHI2.lif_input_max for p in relays) > len(relays) // 2
     assert all(p.in_bound <= LOIHI2.message_max for p in relays)
-    assert {p.params["weight_exp"] for p in shifted} <= set(range(LOIHI2.weight_exp_min, -1))
+    assert {p.weight_exp for p in shifted} <= set(range(LOIHI2.weight_exp_min, -1))
     assert audit(plan, LOIHI2) == []
     assert_lava_equals_fast(q, x)
 

@@ -16,7 +16,7 @@ from lensnet_deploy.errors import LensNetDeployError
 from lensnet_deploy.export import export_nir
 from lensnet_deploy.export.capture import capture_lensnet
 from lensnet_deploy.export.passes import run_passes
-from lensnet_deploy.hardware.quantize import _fold_input_normalisation, quantize_ir
+from lensnet_deploy.hardware.integer.quantize import _fold_input_normalisation, quantize_ir
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
 from lensnet_deploy.qat import snap
@@ -168,8 +168,8 @@ def test_float_storage_noise_does_not_decide_a_half_point():
     (membranes 1000 steps off on EORSSD images)."""
     from lensnet_deploy.export import ops as O
     from lensnet_deploy.export.ir import Graph
-    from lensnet_deploy.hardware.quantize import _Quantizer
-    from lensnet_deploy.hardware.targets import load_target
+    from lensnet_deploy.hardware.integer.quantize import _Quantizer
+    from lensnet_deploy.hardware.target.chips import load_target
 
     half_points = np.array([-3.5, -0.5, 0.5, 2.5, 17.5, 126.5]).reshape(1, 6, 1, 1) / 4  # at = 2
     ints = []

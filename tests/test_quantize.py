@@ -11,14 +11,14 @@ from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.capture import capture_lensnet
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.export.passes import run_passes
-from lensnet_deploy.hardware.fast_sim import FastSimulator
-from lensnet_deploy.hardware.fast_sim import bilinear as bilinear_int
-from lensnet_deploy.hardware.int_nir import from_int_nir
-from lensnet_deploy.hardware.ops import IntConv, IntSpike, SigmoidTable
-from lensnet_deploy.hardware.quantize import _Quantizer, quantize_ir
-from lensnet_deploy.hardware.reference import simulate_reference
-from lensnet_deploy.hardware.semantics import centred_pixels
-from lensnet_deploy.hardware.targets import load_target
+from lensnet_deploy.hardware.integer.fast_sim import FastSimulator
+from lensnet_deploy.hardware.integer.fast_sim import bilinear as bilinear_int
+from lensnet_deploy.hardware.integer.int_nir import from_int_nir
+from lensnet_deploy.hardware.integer.ops import IntConv, IntSpike, SigmoidTable
+from lensnet_deploy.hardware.integer.quantize import _Quantizer, quantize_ir
+from lensnet_deploy.hardware.integer.reference import simulate_reference
+from lensnet_deploy.hardware.integer.semantics import centred_pixels
+from lensnet_deploy.hardware.target.chips import load_target
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
 from lensnet_deploy.normalization import PIXEL_OFFSET
@@ -147,7 +147,7 @@ def test_simulate_refuses_a_float_graph(micro_int):
 
 
 def test_per_layer_shifts_and_strict_mode(micro_int):
-    from lensnet_deploy.hardware.quantize import QuantizationError
+    from lensnet_deploy.hardware.integer.quantize import QuantizationError
 
     _, graph, per_channel, _ = micro_int
     per_layer, report = quantize_ir(graph, per_channel=False)

@@ -10,11 +10,11 @@ from lensnet_deploy import DesignRuleError, LensNetDeployError, ResourceError, c
 from lensnet_deploy.export import ops as O
 from lensnet_deploy.export.ir import Graph
 from lensnet_deploy.hardware import load_target
-from lensnet_deploy.hardware import ops as I
-from lensnet_deploy.hardware.energy import E_AC_PJ, E_MAC_PJ, estimate_energy
-from lensnet_deploy.hardware.network import build_plan
-from lensnet_deploy.hardware.resources import LayerResources, Resources, network_resources, place
-from lensnet_deploy.hardware.targets import load_boards
+from lensnet_deploy.hardware.integer import ops as I
+from lensnet_deploy.hardware.loihi.energy import E_AC_PJ, E_MAC_PJ, estimate_energy
+from lensnet_deploy.hardware.loihi.lower import build_plan
+from lensnet_deploy.hardware.loihi.resources import LayerResources, Resources, network_resources, place
+from lensnet_deploy.hardware.target.chips import load_boards
 from lensnet_deploy.model_zoo import VARIANTS, LensNet
 from lensnet_deploy.model_zoo.random_weights import randomize_
 
@@ -124,7 +124,7 @@ def test_build_round_trip(tmp_path, micro_256):
 
 
 def test_activity_hand_computed():
-    from lensnet_deploy.hardware.activity import layer_activity
+    from lensnet_deploy.hardware.loihi.activity import layer_activity
 
     counts = {"s1": torch.tensor([0, 0, 4, 2]).view(1, 1, 2, 2).expand(1, 2, 2, 2).reshape(1, 2, 2, 2)}
     g = Graph(meta={"outputs": []})
@@ -152,7 +152,7 @@ def test_target_widths_reach_quantize(micro_256):
     """A 4-bit weight target gives |W_int| ≤ 7 on every layer; the file's own widths say so too."""
     import dataclasses
 
-    from lensnet_deploy.hardware.int_nir import from_int_nir
+    from lensnet_deploy.hardware.integer.int_nir import from_int_nir
 
     model = randomize_(LensNet(VARIANTS["lensnet-micro"]), seed=1).eval()
     four = dataclasses.replace(load_target("loihi2"), weight_bits=4)
@@ -165,7 +165,7 @@ def test_target_widths_reach_quantize(micro_256):
 
 
 def test_loihi1_refuses_graded_spikes_naming_the_first_layer(micro_256):
-    from lensnet_deploy.hardware.int_nir import from_int_nir
+    from lensnet_deploy.hardware.integer.int_nir import from_int_nir
 
     first = next(n.name for n in from_int_nir(micro_256) if isinstance(n.op, I.IntSpike))
     with pytest.raises(DesignRuleError) as err:

@@ -13,7 +13,7 @@ pytest.importorskip("lava")
 from lava.magma.compiler.channels.pypychannel import CspRecvPort, CspSelector, CspSendPort, PyPyChannel  # noqa: E402
 from lava.magma.runtime.message_infrastructure.multiprocessing import MultiProcessing  # noqa: E402
 
-from lensnet_deploy.hardware.lava_procs.thread_channel import ThreadChannel  # noqa: E402
+from lensnet_deploy.hardware.lava.runtime.channel import ThreadChannel  # noqa: E402
 
 
 def _pair(channel_class, infra, shape, dtype, size):

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..export import ops as O
-from ..export.ir import Graph
-from . import ops as I
-from .targets import Target
+from ...export import ops as O
+from ...export.ir import Graph
+from ..integer import ops as I
+from ..target.chips import Target
 
 E_MAC_PJ, E_AC_PJ = 4.6, 0.9
 PAPER_SOURCE = ("LENS-Net paper convention; 45 nm energies from M. Horowitz, 'Computing's energy problem', "

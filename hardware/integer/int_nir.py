@@ -29,12 +29,12 @@ from typing import Any
 import nir
 import numpy as np
 
-from ..errors import GraphError
-from ..export import convention as C
-from ..export import ops as O
-from ..export.from_nir import Dialect, from_nir
-from ..export.ir import Graph, Node
-from ..export.to_nir import FLOAT_LOWERING, Lowering, to_nir
+from ...errors import GraphError
+from ...export import convention as C
+from ...export import ops as O
+from ...export.from_nir import Dialect, from_nir
+from ...export.ir import Graph, Node
+from ...export.to_nir import FLOAT_LOWERING, Lowering, to_nir
 from . import ops as I
 
 WEIGHT_EXP_KEY, SHIFT_KEY = "lensnet.weight_exp", "lensnet.shift"  # Conv2d: weight = mantissa << exp

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LensNetDeployError
+from ...errors import LensNetDeployError
 
-TARGET_DIR = Path(__file__).resolve().parent / "targets"
+TARGET_DIR = Path(__file__).resolve().parent
 
 
 def signed_max(bits: int) -> int:

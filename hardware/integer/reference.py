@@ -14,9 +14,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..errors import GraphError
-from ..export import ops as O
-from ..export.ir import Graph
+from ...errors import GraphError
+from ...export import ops as O
+from ...export.ir import Graph
 from . import ops as I
 from .result import SimResult
 from .semantics import centred_pixels

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..export.ops import Attention, ConvGeometry, Gating, Op, Pooled, Resized, SameShape, Shape
+from ...export.ops import Attention, ConvGeometry, Gating, Op, Pooled, Resized, SameShape, Shape
 
 _ZERO = np.zeros(1, dtype=np.int64)
 

@@ -46,8 +46,13 @@ from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_w
 from scipy.sparse import csr_matrix
 
 from ...errors import GraphError
+from ..target.chips import load_target
 
-STATE_MAX = 2**23 - 1
+# Lava's bit-accurate models compute Loihi 2's formats: the widths come from its target file
+_LOIHI2 = load_target("loihi2")
+STATE_MAX = _LOIHI2.state_max
+ACT_SHIFT = _LOIHI2.act_shift
+MAX_DELAY = _LOIHI2.max_delay
 PARENT_PID = os.getpid()  # this module is imported before Lava starts its actors
 # A Var these models never read per neuron: Lava's builder hands over its init as it is (a scalar, or
 # the plan's compact view) instead of allocating a per-neuron array of it
@@ -212,8 +217,8 @@ class FastDelaySparseModel(PyDelaySparseModelBitAcc):
             self.weight_exp = self.proc_params.get("weight_exp", 0)
             self.weights = prepared_weights(self.weights, self.proc_params)
             delays = np.unique(self.delays.data) if hasattr(self.delays, "data") else np.unique(self.delays)
-            if len(delays) > 1 or delays.max(initial=0) > 63:
-                raise GraphError(f"FastDelaySparseModel needs one delay ≤ 63 for every synapse, got {delays}")
+            if len(delays) > 1 or delays.max(initial=0) > MAX_DELAY:
+                raise GraphError(f"FastDelaySparseModel needs one delay ≤ {MAX_DELAY} for every synapse, got {delays}")
             self.delays = None
             idle = np.zeros(self.weights.shape[0], self.a_out._d_type)
             self.fifo = [idle] * (int(delays.max(initial=0)) + 1)  # an unchanged input appends the same array
@@ -286,7 +291,7 @@ class LeanLIFResetModel(PyLoihiProcessModel):
         if not self.unchanged(a) or self.spikes is None:
             mant, exp = compact(self.bias_mant).astype(np.int32), compact(self.bias_exp)
             bias = np.where(exp >= 0, mant << np.maximum(exp, 0), mant >> np.maximum(-exp, 0))
-            u = np.left_shift(np.asarray(a, np.int32), 6)
+            u = np.left_shift(np.asarray(a, np.int32), ACT_SHIFT)
             top = STATE_MAX + 1  # the current wraps like Lava's 24-bit u
             u = np.where(u > top, u - 2 * top, np.where(u <= -top, u + 2 * top, u))
             v = np.clip(u + bias, -STATE_MAX, STATE_MAX)

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DesignRuleError, GraphError, LensNetDeployError
-from ..export import ops as O
-from ..export.ir import Graph, Node
-from ..normalization import INPUT_MEAN, INPUT_STD, PIXEL_MAGNITUDE, PIXEL_OFFSET
+from ...errors import DesignRuleError, GraphError, LensNetDeployError
+from ...export import ops as O
+from ...export.ir import Graph, Node
+from ...normalization import INPUT_MEAN, INPUT_STD, PIXEL_MAGNITUDE, PIXEL_OFFSET
+from ..target.chips import Target, load_target
+from ..target.loihi import NO_SPREAD_LIMIT, clamped_thresholds, pre_shift_layout, threshold_spread_shift
 from . import ops as I
-from .loihi import clamped_thresholds, pre_shift_layout, threshold_spread_shift
+from .bounds import conv_synaptic, gate_value
 from .semantics import GATE_BITS, GATE_RANGE, GATE_SHIFT, GATE_TABLE_BITS, VERSION, WIDE_MAX
-from .targets import Target, load_target
 
 MIN_SHIFT = -8  # a stream coarser than 2^8 per step means the model cannot be represented
 # A weight within this fraction of a step of a half-point rounds up, whatever its float noise: a
@@ -178,21 +179,21 @@ class _Quantizer:
             if isinstance(n.op, O.Conv):
                 e = self.exponent(name, s)
                 w = self.weights(name, s)
-                syn[name] = np.abs(w).reshape(n.shape[0], -1).sum(axis=1) * _input_max(self.g, name) * 2**e
+                syn[name] = conv_synaptic(w, _input_max(self.g, name), e)
                 full[name] = syn[name] + np.abs(self.bias(name, s))
             elif isinstance(n.op, O.Add):
                 full[name] = sum(full[i] for i in n.inputs)
                 syn[name] = sum(syn[i] for i in n.inputs)
             elif isinstance(n.op, O.Gate):
-                top = (2**GATE_BITS) * _count_max(self.g, n.inputs[1]) * np.abs(self.gate_mult(n.op, s))
-                full[name] = syn[name] = np.floor((top + 2 ** (GATE_SHIFT - 1)) / 2**GATE_SHIFT)
+                full[name] = syn[name] = gate_value(2**GATE_BITS, _count_max(self.g, n.inputs[1]),
+                                                    self.gate_mult(n.op, s), GATE_SHIFT)
         return full, syn
 
     def lif_shift_max(self, names: list[str]) -> int:
         """The finest shift a spike's membrane may take: its thresholds must fit one LIF process
         after the largest pre-shift (``loihi.pre_shift_layout``)."""
         D = self.spike_D(names)
-        return threshold_spread_shift(D, self.t) + self.t.pre_shift_max if D > 1 else 62
+        return threshold_spread_shift(D, self.t) + self.t.pre_shift_max if D > 1 else NO_SPREAD_LIMIT
 
     def spike_D(self, names: list[str]) -> int:
         return max((c.op.D for m in names for c in self.g.consumers(m) if isinstance(c.op, O.Spike)), default=1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..normalization import INPUT_MEAN, INPUT_STD, PIXEL_MAX, PIXEL_OFFSET
+from ...normalization import INPUT_MEAN, INPUT_STD, PIXEL_MAX, PIXEL_OFFSET
 
 VERSION = "docs/integer_semantics.md v3"
 WIDE_BITS = 64  # words of embedded cores and the host (global pool sums, the attention product)

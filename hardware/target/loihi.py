@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .targets import Target
+from .chips import Target
+
+NO_SPREAD_LIMIT = 62  # D = 1: one threshold, no spread to fit (the widest shift of a 64-bit word)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def threshold_spread_shift(D: int, t: Target) -> int:
     """The finest shift at which the D thresholds of a spike, ``(j − ½)·2^s``, fit one process:
     (D − 1)·2^s within the offsets one ``vth`` reaches (even offsets at bias_exp 7)."""
     spread = 2 * (2 * (t.bias_mant_max + 1)) - 2  # 16382
-    return int(np.floor(np.log2(spread / max(1, D - 1)))) if D > 1 else 62
+    return int(np.floor(np.log2(spread / max(1, D - 1)))) if D > 1 else NO_SPREAD_LIMIT
 
 
 def weight_format(w_int: np.ndarray, exp: int) -> tuple[np.ndarray, int]:

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import DesignRuleError, GraphError
-from ..export import ops as O
-from ..export.ir import Graph, Node
+from ...errors import DesignRuleError, GraphError
+from ...export import ops as O
+from ...export.ir import Graph, Node
+from ..target.chips import Target
 from . import ops as I
 from .semantics import WIDE_MAX, count_bits
-from .targets import Target
 
 WIDE_SOURCES = (I.SumPool, I.IntAttention)  # spikes after these compare 64-bit words (embedded cores)
 

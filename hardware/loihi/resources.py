@@ -19,11 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LensNetDeployError, ResourceError
-from .network import NetworkPlan
-from .targets import Target, board_capacity, load_boards
-
-NEURONS = ("LIFReset", "GradedVec")
+from ...errors import LensNetDeployError, ResourceError
+from ..target.chips import Target, board_capacity, load_boards
+from .plan import NEURO_CORE, ConvSpec, NetworkPlan, NeuronSpec, SynapseSpec
 
 
 @dataclass
@@ -75,33 +73,33 @@ def network_resources(plan: NetworkPlan, target: Target, share_weights: bool = F
     into: dict[str, list[str]] = defaultdict(list)
     source: dict[str, str] = {}
     for link in plan.links:
-        if plan.procs[link.src].kind in ("Conv", "Sparse", "DelaySparse"):
+        if isinstance(plan.procs[link.src], SynapseSpec):
             into[link.dst].append(link.src)
-        if plan.procs[link.dst].kind in ("Conv", "Sparse", "DelaySparse"):
+        if isinstance(plan.procs[link.dst], SynapseSpec):
             source[link.dst] = link.src
 
     def grows(name: str) -> float:
-        return area if _spatial(plan.procs[name].params.get("shape", ())) else 1.0
+        return area if _spatial(getattr(plan.procs[name], "shape", ())) else 1.0
 
     res = Resources()
     for p in plan.procs.values():
-        if p.kind in NEURONS:
+        if isinstance(p, NeuronSpec):
             row = LayerResources(p.name, p.kind, neurons=math.ceil(p.neurons * grows(p.name)))
             for s in into[p.name]:
                 syn = plan.procs[s]
                 src = source.get(s)
                 scale = max(grows(src) if src else 1.0, grows(p.name))
                 row.synapses += math.ceil(syn.synops * scale)
-                if syn.kind == "Conv":
-                    row.shared_weights += int(np.count_nonzero(syn.params["weight"]))
+                if isinstance(syn, ConvSpec):
+                    row.shared_weights += int(np.count_nonzero(syn.weight))
                 else:
-                    row.shared_weights += math.ceil(int(syn.params["weights"].nnz) * scale)
+                    row.shared_weights += math.ceil(int(syn.weights.nnz) * scale)  # type: ignore[attr-defined]
                 row.fan_in += 1
             stored = row.shared_weights if share_weights else row.synapses
             row.cores = max(math.ceil(row.neurons / target.neurons_per_core),
                             math.ceil(stored / target.synapses_per_core), 1)
             res.layers.append(row)
-        elif p.placement != "neuro-core":
+        elif p.placement != NEURO_CORE:
             res.layers.append(LayerResources(p.name, p.kind, placement=p.placement, ops=p.work))
     return res
 

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import GraphError, InternalError
-from ..export import ops as O
-from ..export.ir import Graph, Node
-from ..normalization import PIXEL_MAGNITUDE
+from ...errors import GraphError, InternalError
+from ...export import ops as O
+from ...export.ir import Graph, Node
 from . import ops as I
+from .bounds import Bound, static_bounds
 from .result import SimResult
 from .semantics import centred_pixels
 
@@ -100,24 +100,22 @@ def _arithmetic_thresholds(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     return theta[:, 0] + 1 - step, step
 
 
-# --- prepare: every node's static bound, exact type and tensors ---------------------------------
+# --- prepare: every node's exact type and tensors, from its static bound (``bounds``) ----------
 
-def _prepare_input(n: Node, src: list[Step]) -> Step:
-    return _step(n, PIXEL_MAGNITUDE, dtype=torch.float32)
+def _prepare_input(n: Node, src: list[Step], b: Bound) -> Step:
+    return _step(n, b.value, dtype=torch.float32)
 
 
-def _prepare_conv(n: Node, src: list[Step]) -> Step:
+def _prepare_conv(n: Node, src: list[Step], b: Bound) -> Step:
     op: I.IntConv = n.op  # type: ignore[assignment]
-    w = op.weight
-    bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * float(src[0].magnitude) + np.abs(op.b_int)
-    s = _step(n, bound)
+    s = _step(n, b.value)
     if s.dtype == torch.int64:
         raise GraphError(f"convolution {n.name}: worst case {s.magnitude:,} exceeds exact float64")
-    s.tensors = {"w": torch.from_numpy(w).to(s.dtype), "b": torch.from_numpy(op.b_int).to(s.dtype)}
+    s.tensors = {"w": torch.from_numpy(op.weight).to(s.dtype), "b": torch.from_numpy(op.b_int).to(s.dtype)}
     return s
 
 
-def _prepare_spike(n: Node, src: list[Step]) -> Step:
+def _prepare_spike(n: Node, src: list[Step], b: Bound) -> Step:
     op: I.IntSpike = n.op  # type: ignore[assignment]
     theta, d, x = op.theta, op.D, src[0]
     arith = _arithmetic_thresholds(theta)
@@ -125,73 +123,63 @@ def _prepare_spike(n: Node, src: list[Step]) -> Step:
         c0, step = arith
         limit = F32_EXACT if x.dtype == torch.float32 else F64_EXACT
         if (x.bound + np.abs(c0)).max() < limit:
-            return _step(n, d, {"c0": _channel(c0, x.dtype),
-                                "inv": _channel(1.0 / step.astype(np.float64), x.dtype)}, torch.float32)
+            return _step(n, b.value, {"c0": _channel(c0, x.dtype),
+                                      "inv": _channel(1.0 / step.astype(np.float64), x.dtype)}, torch.float32)
     # compare plane by plane; thresholds beyond the input's range change no comparison
     reach = x.magnitude + 1
     planes = [_channel(np.clip(theta[:, k], -reach, reach), x.dtype) for k in range(d)]
-    return _step(n, d, {f"theta{k}": p for k, p in enumerate(planes)}, torch.float32)
+    return _step(n, b.value, {f"theta{k}": p for k, p in enumerate(planes)}, torch.float32)
 
 
-def _prepare_attention(n: Node, src: list[Step]) -> Step:
-    """Bounds of ``kᵀv`` (Σ over N tokens) and of ``q·(kᵀv)`` (Σ over a head's d channels)."""
-    q, k, v = src
-    heads = n.op.heads  # type: ignore[attr-defined]
-    kv = n.shape[1] * n.shape[2] * k.magnitude * v.magnitude
-    mag = q.node.shape[0] // heads * q.magnitude * kv
-    s = _step(n, mag, dtype=exact_dtype(max(kv, mag)))
+def _prepare_attention(n: Node, src: list[Step], b: Bound) -> Step:
+    s = _step(n, b.value, dtype=exact_dtype(b.wide))
     if s.dtype == torch.int64:
-        raise GraphError(f"attention {n.name}: worst case {mag:,} exceeds exact float64")
+        raise GraphError(f"attention {n.name}: worst case {b.wide:,} exceeds exact float64")
     return s
 
 
-def _prepare_sigmoid(n: Node, src: list[Step]) -> Step:
+def _prepare_sigmoid(n: Node, src: list[Step], b: Bound) -> Step:
     op: I.SigmoidTable = n.op  # type: ignore[assignment]
-    return _step(n, op.lut.max(axis=1), {"shift": torch.as_tensor(op.z_shift).view(1, -1),
-                                         "lo": torch.as_tensor(op.z_lo).view(1, -1),
-                                         "hi": torch.as_tensor(op.z_hi).view(1, -1),
-                                         "lut": torch.from_numpy(op.lut)}, torch.float32)
+    return _step(n, b.value, {"shift": torch.as_tensor(op.z_shift).view(1, -1),
+                              "lo": torch.as_tensor(op.z_lo).view(1, -1),
+                              "hi": torch.as_tensor(op.z_hi).view(1, -1),
+                              "lut": torch.from_numpy(op.lut)}, torch.float32)
 
 
-def _prepare_gate(n: Node, src: list[Step]) -> Step:
+def _prepare_gate(n: Node, src: list[Step], b: Bound) -> Step:
     op: I.IntGate = n.op  # type: ignore[assignment]
-    top = src[0].bound * src[1].bound * np.abs(op.mult)
+    top = src[0].bound * src[1].bound * np.abs(op.mult)  # the product before its rounding shift
     if top.max(initial=0) + 2**op.r >= F64_EXACT:
         raise GraphError(f"gate {n.name}: product {int(top.max()):,} exceeds exact float64")
-    return _step(n, np.floor((top + 2 ** (op.r - 1)) / 2**op.r),
-                 {"mult": torch.from_numpy(op.mult).double().view(1, -1, 1, 1)})
+    return _step(n, b.value, {"mult": torch.from_numpy(op.mult).double().view(1, -1, 1, 1)})
 
 
-def _prepare_sumpool(n: Node, src: list[Step]) -> Step:
-    x = src[0]
-    return _step(n, x.node.shape[1] * x.node.shape[2] * x.bound)
-
-
-PREPARE: dict[type[O.Op], Callable[[Node, list[Step]], Step]] = {
+PREPARE: dict[type[O.Op], Callable[[Node, list[Step], Bound], Step]] = {
     O.Input: _prepare_input,
     I.IntConv: _prepare_conv,
     I.IntSpike: _prepare_spike,
-    O.Add: lambda n, src: _step(n, sum(x.bound for x in src)),
-    I.SumPool: _prepare_sumpool,
-    O.MaxPool: lambda n, src: _step(n, src[0].bound, dtype=src[0].dtype),
-    O.Upsample: lambda n, src: _step(n, src[0].bound, dtype=src[0].dtype),
+    O.Add: lambda n, src, b: _step(n, b.value),
+    I.SumPool: lambda n, src, b: _step(n, b.value),
+    O.MaxPool: lambda n, src, b: _step(n, b.value, dtype=src[0].dtype),
+    O.Upsample: lambda n, src, b: _step(n, b.value, dtype=src[0].dtype),
     I.IntAttention: _prepare_attention,
     I.SigmoidTable: _prepare_sigmoid,
     I.IntGate: _prepare_gate,
-    I.IntBilinear: lambda n, src: _step(n, (2 * n.op.factor) ** 2 * src[0].bound, dtype=torch.int64),
-    I.IntOutput: lambda n, src: _step(n, src[0].bound, {"scale": torch.as_tensor(n.op.real_scale).view(1, -1, 1, 1)},
-                                      torch.int64),
+    I.IntBilinear: lambda n, src, b: _step(n, b.value, dtype=torch.int64),
+    I.IntOutput: lambda n, src, b: _step(n, b.value, {"scale": torch.as_tensor(n.op.real_scale).view(1, -1, 1, 1)},
+                                         torch.int64),
 }
 
 
 def prepare(graph: Graph) -> list[Step]:
     """Every node with its static per-channel bound, exact type and prepared tensors."""
+    for n in graph:
+        if type(n.op) not in PREPARE:
+            raise GraphError(f"the fast simulator cannot run {n.kind} node {n.name} (not an integer graph?)")
+    bounds = static_bounds(graph)
     steps: dict[str, Step] = {}
     for n in graph:
-        fn = PREPARE.get(type(n.op))
-        if fn is None:
-            raise GraphError(f"the fast simulator cannot run {n.kind} node {n.name} (not an integer graph?)")
-        steps[n.name] = fn(n, [steps[i] for i in n.inputs])
+        steps[n.name] = PREPARE[type(n.op)](n, [steps[i] for i in n.inputs], bounds[n.name])
     return list(steps.values())
 
 

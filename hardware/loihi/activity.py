@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..export.ir import Graph
-from .ops import IntSpike
+from ...atomic import atomic_path
+from ...export.ir import Graph
+from ..integer.ops import IntSpike
 
 
 def layer_activity(graph: Graph, spike_counts: dict[str, torch.Tensor]) -> list[dict]:

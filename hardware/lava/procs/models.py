@@ -11,8 +11,8 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lensnet_deploy.hardware.lava_procs.buffers import open_array
-from lensnet_deploy.hardware.lava_procs.processes import (
+from lensnet_deploy.hardware.lava.buffers import open_array
+from lensnet_deploy.hardware.lava.procs.processes import (
     Attention,
     Bilinear,
     Gate,
