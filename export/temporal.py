@@ -59,6 +59,7 @@ class TemporalRun:
     outputs: dict[str, torch.Tensor]
     spikes: dict[str, torch.Tensor]
     states: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    voltages: dict[str, torch.Tensor] = field(default_factory=dict)  # per neuron node, v after each step
 
     @property
     def spike_counts(self) -> dict[str, torch.Tensor]:
@@ -374,9 +375,10 @@ def input_shape(graph: nir.NIRGraph, name: str) -> tuple[int, ...] | None:
 
 
 def run_temporal(graph: nir.NIRGraph, inputs: torch.Tensor | np.ndarray | Mapping[str, Any], dt: float,
-                 method: str = "euler", reset: str | None = None, keep_states: bool = False) -> TemporalRun:
+                 method: str = "euler", reset: str | None = None, keep_states: bool = False,
+                 record_voltages: bool = False) -> TemporalRun:
     """Run ``graph`` on ``inputs`` (B×T×(input shape), or one such array per Input node) with time
-    step ``dt``; float64 throughout."""
+    step ``dt``; float64 throughout. ``record_voltages``: every neuron's v after each step."""
     if method not in METHODS:
         raise GraphError(f"unknown method {method!r} (available: {', '.join(METHODS)})")
     if not (np.isfinite(dt) and dt > 0):
@@ -420,6 +422,7 @@ def run_temporal(graph: nir.NIRGraph, inputs: torch.Tensor | np.ndarray | Mappin
     states: dict[str, dict] = {}
     outputs = {n: [] for n, node in graph.nodes.items() if isinstance(node, nir.Output)}
     spikes = {n: [] for n in order if steps[n].spiking or isinstance(graph.nodes[n], nir.Threshold)}
+    voltages = {n: [] for n in order if record_voltages and isinstance(steps[n], _Neuron)}
     for t in range(T):
         value = {}
         for n in order:
@@ -454,7 +457,10 @@ def run_temporal(graph: nir.NIRGraph, inputs: torch.Tensor | np.ndarray | Mappin
                 outputs[n].append(y)
             if n in spikes:
                 spikes[n].append(y)
+            if n in voltages:
+                voltages[n].append(states[n]["v"].clone())
         prev = value
     done = {k: torch.stack(v, dim=1) if v else torch.zeros((B, 0)) for k, v in outputs.items()}
     return TemporalRun(done, {k: torch.stack(v, dim=1) for k, v in spikes.items() if v},
-                       {k: {s: v.clone() for s, v in st.items()} for k, st in states.items()} if keep_states else {})
+                       {k: {s: v.clone() for s, v in st.items()} for k, st in states.items()} if keep_states else {},
+                       {k: torch.stack(v, dim=1) for k, v in voltages.items() if v})

@@ -33,8 +33,8 @@ STATE_BITS = 24
 class CubaParams:
     """One Lava LIF process: ``du``, ``dv``, ``vth`` one each; ``bias_mant``/``bias_exp`` per neuron."""
 
-    du: int
-    dv: int
+    du: int | np.ndarray
+    dv: int | np.ndarray
     vth: int
     bias_mant: np.ndarray | int = 0
     bias_exp: np.ndarray | int = 0
@@ -45,9 +45,10 @@ class CubaParams:
         return np.where(e >= 0, m << np.maximum(e, 0), m >> np.maximum(-e, 0))
 
 
-def trunc0_decay(x: np.ndarray, keep: int) -> np.ndarray:
-    """``x · keep / 4096`` rounded toward zero, as Lava's fixed-point decay computes it."""
-    p = np.asarray(x, np.int64) * int(keep)
+def trunc0_decay(x: np.ndarray, keep: int | np.ndarray) -> np.ndarray:
+    """``x · keep / 4096`` rounded toward zero, as Lava's fixed-point decay computes it (``keep`` one
+    value, or one per neuron in the reference of a layer that several processes will hold)."""
+    p = np.asarray(x, np.int64) * np.asarray(keep, np.int64)
     return np.sign(p) * (np.abs(p) >> DECAY_BITS)
 
 
