@@ -72,6 +72,9 @@ def read_nir(path: str | os.PathLike[str], validate: bool = True) -> nir.NIRGrap
         raise NIRFileError(f"{path}: not a NIR file (empty or a directory)")
     if not h5py.is_hdf5(path):
         raise NIRFileError(f"{path}: not a NIR file (not HDF5; truncated or corrupt?)")
+    unknown = _unknown_node_types(path)
+    if unknown:
+        raise NIRFileError(f"{path}: node {unknown[0]} is of type {unknown[1]!r}, which is no NIR primitive")
     try:
         graph = nir.read(path)
     except (OSError, KeyError, ValueError, TypeError, AttributeError, AssertionError, IndexError) as err:
@@ -84,3 +87,28 @@ def read_nir(path: str | os.PathLike[str], validate: bool = True) -> nir.NIRGrap
         except convention.NIRConventionError as err:
             raise convention.NIRConventionError(f"{path}: {err}") from None
     return graph
+
+
+def _unknown_node_types(path: Path) -> tuple[str, str] | None:
+    """The first node (nested graphs included) whose type nir cannot read: (name, type), or None."""
+    known = {name for name in dir(nir) if isinstance(getattr(nir, name), type)
+             and issubclass(getattr(nir, name), nir.NIRNode)}
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(group: h5py.Group, prefix: str) -> tuple[str, str] | None:
+                for name, node in group.items():
+                    if not isinstance(node, h5py.Group) or "type" not in node:
+                        continue
+                    kind = node["type"][()]
+                    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+                    if kind not in known:
+                        return f"{prefix}{name}", kind
+                    if kind == "NIRGraph" and "nodes" in node:
+                        found = visit(node["nodes"], f"{prefix}{name}.")
+                        if found:
+                            return found
+                return None
+
+            return visit(f["node"]["nodes"], "") if "node" in f and "nodes" in f["node"] else None
+    except (OSError, KeyError, TypeError, ValueError):
+        return None  # nir.read reports what is wrong with the file itself

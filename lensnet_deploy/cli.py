@@ -191,6 +191,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.graph).resolve():
         raise LensNetDeployError(f"{args.output}: output would overwrite the input graph")
     graph = read_nir(args.graph)
+    from . import temporal_cli
+
+    if temporal_cli.is_temporal_file(graph):  # a graph with time, from snnTorch, Norse, SpikingJelly, …
+        temporal_cli.quantize(graph, args.calib, args.dt, args.method, args.reset, args.output)
+        return EXIT_OK
     files = list_images(args.calib)[: args.calib_count]
     masks = None
     if args.gt is not None:
@@ -204,7 +209,26 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _temporal_graph(args: argparse.Namespace):
+    """The graph of a command given --inputs (a graph with time), else None."""
+    if getattr(args, "inputs", None) is None:
+        if getattr(args, "images", None) is None:
+            raise LensNetDeployError("give --images (a folder of images) or --inputs (a .npy array, graphs with time)")
+        return None
+    from .export import read_nir
+
+    return read_nir(args.graph)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    graph = _temporal_graph(args)
+    if graph is not None:
+        from . import temporal_cli
+
+        temporal_cli.simulate(graph, args.inputs, args.backend, args.dt, args.method, args.reset, args.out)
+        return EXIT_OK
+    if args.backend == "float":
+        raise LensNetDeployError("--backend float runs graphs with time (give --inputs); for images use predict")
     from .datasets import list_images
     from .predict import check_output_dir, write_maps
     from .progress import batch_bar
@@ -231,7 +255,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     skipped = len(files) - len(written)
     where = f" on the cluster {args.cluster}" if args.cluster else ""
     print(f"wrote {len(written)} saliency maps from the integer model ({args.backend} backend{where}) to {out}"
-          + (f"; {skipped} already there from the same model" if skipped else ""))
+          + (f"; {skipped} already there from the same model and image content, reused" if skipped else ""))
     return EXIT_OK
 
 
@@ -268,6 +292,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    graph = _temporal_graph(args)
+    if graph is not None:
+        from . import temporal_cli
+
+        return EXIT_OK if temporal_cli.diff(graph, args.inputs, args.backends or ["fast", "reference"]) \
+            else EXIT_INPUT
+    args.backends = args.backends or ["fast", "lava"]
     from .datasets import list_images, load_images
     from .hardware.integer.reference import first_difference
     from .hardware.model import BACKENDS
@@ -303,6 +334,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     deploy(args.build)
     return EXIT_OK
 
+
+
+def _time_flags(p: argparse.ArgumentParser) -> None:
+    """The time step and discretisation of a NIR graph with time (it carries none: docs/nir.md)."""
+    p.add_argument("--dt", type=float, help="graphs with time: seconds per step (a NIR graph carries none)")
+    p.add_argument("--method", choices=("euler", "exact"), default="euler",
+                   help="graphs with time: forward Euler (Norse, snnTorch) or exact zero-order hold (default euler)")
+    p.add_argument("--reset", choices=("zero", "subtract"),
+                   help="graphs with time: reset to v_reset, or subtract the threshold (default: the graph "
+                        "metadata's, else zero)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,20 +383,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quantize", help="float NIR → integer NIR (int8 weights, 24-bit state), with a report")
-    p.add_argument("graph", type=Path, help="float NIR file from `export`")
-    p.add_argument("--calib", required=True, type=Path, help="folder of calibration images")
+    p.add_argument("graph", type=Path, help="float NIR file from `export`, or any NIR graph with time")
+    p.add_argument("--calib", required=True, type=Path,
+                   help="folder of calibration images; for a graph with time a .npy array B×T×(input shape)")
     p.add_argument("--calib-count", type=int, default=16, help="images used for the report (default 16)")
     p.add_argument("--gt", type=Path, help="masks of the calibration images: adds float vs integer SOD metrics")
     p.add_argument("--target", default="loihi2", help="target whose widths the integers fit (loihi2, loihi1)")
+    _time_flags(p)
     p.add_argument("-o", "--output", required=True, type=Path)
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("simulate", help="run an integer NIR graph bit-exactly on a folder of images")
-    p.add_argument("graph", type=Path, help="integer NIR file from `quantize`")
-    p.add_argument("--backend", choices=("fast", "reference", "lava"), default="fast",
-                   help="fast simulator, int64 reference, or the Loihi 2 network on Lava's CPU simulator")
-    p.add_argument("--images", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
+    p.add_argument("graph", type=Path, help="integer NIR file from `quantize` (or, with --backend float, a NIR "
+                   "graph with time)")
+    p.add_argument("--backend", choices=("fast", "reference", "lava", "float"), default="fast",
+                   help="fast simulator, int64 reference, the Loihi 2 network on Lava's CPU simulator, or (graphs "
+                        "with time) the float reference")
+    p.add_argument("--images", type=Path, help="folder of images (LENS-Net graphs)")
+    p.add_argument("--inputs", type=Path, help="graphs with time: a .npy array B×T×(input shape)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="folder for the saliency PNGs (graphs with time: a .npz file, one array per Output node)")
+    _time_flags(p)
     p.add_argument("--batch-size", type=int, help="images per batch (default 8; lava 16: one pipeline fill each)")
     p.add_argument("--cluster", metavar="SPEC",
                    help="spread the batches over Ray workers: local (one per core), local:N, or a cluster's address")
@@ -392,10 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("diff", help="compare two backends layer by layer; name the first layer that differs")
     p.add_argument("graph", type=Path, help="integer NIR file")
-    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--images", type=Path, help="folder of images (LENS-Net graphs)")
+    p.add_argument("--inputs", type=Path, help="graphs with time: a .npy array B×T×(input shape)")
     p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
-    p.add_argument("--backends", nargs=2, default=["fast", "lava"], metavar=("A", "B"),
-                   choices=("fast", "reference", "lava"))
+    p.add_argument("--backends", nargs=2, metavar=("A", "B"), choices=("fast", "reference", "lava"),
+                   help="the two backends (default: fast lava; graphs with time: fast reference)")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("train", help="train a LENS-Net variant on ORSI data (resumable)")

@@ -1,0 +1,142 @@
+"""``quantize``, ``simulate`` and ``diff`` on NIR graphs with time (the graphs other tools write).
+
+Inputs are ``.npy`` arrays B×T×(input shape). ``simulate`` writes ``.npz`` files with one array per
+NIR Output node (B×T×shape, keyed by the node's name) aligned step for step with the float
+reference; integer runs also hold ``latency`` (the chip steps their layers lag the float graph).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from .errors import GraphError, LensNetDeployError
+
+
+def read_inputs(path: str | os.PathLike[str]) -> np.ndarray:
+    """A B×T×… array of numbers from a ``.npy`` file (never unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LensNetDeployError(f"{path}: no such input file")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise LensNetDeployError(f"{path}: not a .npy array ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf" or x.ndim < 2:
+        raise LensNetDeployError(f"{path}: inputs must be a numeric array B×T×(input shape), got "
+                                 f"{getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', '?')}")
+    return x
+
+
+def write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    from .atomic import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def is_temporal_file(graph: nir.NIRGraph) -> bool:
+    from .export.temporal import is_temporal
+    from .hardware.integer.temporal_nir import is_temporal_integer
+
+    return is_temporal(graph) or is_temporal_integer(graph)
+
+
+def _need_dt(dt: float | None) -> float:
+    if dt is None:
+        raise LensNetDeployError("a NIR graph carries no time step: give --dt (seconds per step)")
+    return dt
+
+
+def quantize(graph: nir.NIRGraph, calib: Path, dt: float | None, method: str, reset: str | None,
+             output: Path) -> None:
+    from .export.nir_io import write_nir
+    from .export.temporal import run_temporal
+    from .hardware.integer import temporal as T
+    from .hardware.integer.temporal_nir import to_nir
+
+    x = read_inputs(calib)
+    dt = _need_dt(dt)
+    model = T.quantize_temporal(graph, x, dt, method, reset)
+    flt = run_temporal(graph, x, dt, method, reset, record_voltages=True)
+    run = T.run_fast(model, x)
+    print(f"{'layer':<18}{'kind':<9}{'neurons':>8}{'dv':>6}{'du':>6}  {'k realised/k':>13}  "
+          f"{'weight exps':<14}{'spikes equal':>13}{'count Δ':>9}")
+    for name, layer in model.layers.items():
+        node = graph.nodes[name]
+        tau = getattr(node, "tau", getattr(node, "tau_mem", None))
+        ratio = ""
+        if tau is not None:
+            k = dt / np.asarray(tau, np.float64) if method == "euler" else 1 - np.exp(-dt / np.asarray(tau))
+            ratio = f"{float(np.mean(np.broadcast_to(layer.dv, k.shape) / 4096 / k)):.5f}"
+        exps = ",".join(str(p.weight_exp) for p in layer.paths)
+        if layer.spiking:
+            f, i = flt.spikes[name].numpy(), run.values[name]
+            equal = f"{100 * float(np.mean(f == i)):.2f} %"
+            delta = f"{100 * abs(float(i.sum()) - float(f.sum())) / max(1.0, float(f.sum())):.2f} %"
+        else:
+            equal, delta = "(voltage)", ""
+        du = int(np.max(layer.du))
+        print(f"{name[:17]:<18}{layer.kind:<9}{layer.size:>8}{int(np.max(layer.dv)):>6}"
+              f"{du if du < 4095 else '—':>6}  {ratio:>13}  {exps[:13]:<14}{equal:>13}{delta:>9}")
+    write_nir(to_nir(model), output)
+    print(f"wrote {output}: {len(model.layers)} CUBA layers, latency {model.latency} chip steps")
+
+
+def simulate(graph: nir.NIRGraph, inputs: Path, backend: str, dt: float | None, method: str,
+             reset: str | None, out: Path) -> None:
+    from .export.temporal import is_temporal, run_temporal
+    from .hardware.integer import temporal as T
+    from .hardware.integer.temporal_nir import from_nir, is_temporal_integer
+
+    x = read_inputs(inputs)
+    if backend == "float":
+        if not is_temporal(graph):
+            raise LensNetDeployError("--backend float runs a float NIR graph with time; this is an integer one "
+                                     "(use fast or reference)")
+        run = run_temporal(graph, x, _need_dt(dt), method, reset)
+        arrays = {k: v.numpy() for k, v in run.outputs.items()}
+    else:
+        if not is_temporal_integer(graph):
+            raise LensNetDeployError(f"--backend {backend} runs an integer graph: quantize this one first "
+                                     "(lensnet-deploy quantize G.nir --calib X.npy --dt DT -o Q.nir)")
+        if backend not in ("fast", "reference"):
+            raise LensNetDeployError(f"backend {backend!r} does not run graphs with time yet "
+                                     "(available: float, fast, reference)")
+        model = from_nir(graph)
+        run = (T.run_fast if backend == "fast" else T.run_reference)(model, x)
+        arrays = {**run.outputs, "latency": np.array(model.latency)}
+    write_npz(out, arrays)
+    shapes = ", ".join(f"{k} {'×'.join(map(str, v.shape))}" for k, v in arrays.items() if k != "latency")
+    print(f"wrote {out}: {shapes} ({backend})")
+
+
+def diff(graph: nir.NIRGraph, inputs: Path, backends: list[str]) -> bool:
+    """Compare two integer backends layer by layer, every step; True when every layer is equal."""
+    from .hardware.integer import temporal as T
+    from .hardware.integer.temporal_nir import from_nir, is_temporal_integer
+
+    if not is_temporal_integer(graph):
+        raise GraphError("diff compares integer backends: quantize this graph first")
+    runners = {"fast": T.run_fast, "reference": T.run_reference}
+    for b in backends:
+        if b not in runners:
+            raise LensNetDeployError(f"backend {b!r} does not run graphs with time yet (available: fast, reference)")
+    model = from_nir(graph)
+    x = read_inputs(inputs)
+    a, b = (runners[name](model, x).values for name in backends)
+    for name in model.layers:
+        differ = int(np.count_nonzero(a[name] != b[name]))
+        if differ:
+            step = int(np.argwhere(a[name] != b[name])[0][1])
+            print(f"first difference at layer {name}, step {step} ({differ:,} values differ)")
+            return False
+    steps = next(iter(a.values())).shape[1]
+    print(f"{backends[0]} and {backends[1]} equal on all {len(model.layers)} layers, every one of {steps} steps "
+          f"of {x.shape[0]} samples")
+    return True

@@ -1,0 +1,141 @@
+"""NIR graphs with time through the command line: a file written with the ``nir`` package (the way
+snnTorch, Norse and SpikingJelly write theirs) is quantized, simulated in float and in integers, and
+diffed with the installed ``lensnet-deploy``; malformed foreign files are one line, exit 2, nothing
+written."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+from nir_graphs import GRAPHS, spike_inputs
+
+from lensnet_deploy.cli import run as cli_run
+
+EXE = shutil.which("lensnet-deploy", path=str(Path(sys.executable).parent)) or "lensnet-deploy"
+
+
+def installed(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    base = tmp_path_factory.mktemp("temporal")
+    rng = np.random.default_rng(11)
+    graph = GRAPHS["cuba_recurrent"](rng)
+    nir.write(base / "g.nir", graph)  # the nir package's own writer, as the frameworks call it
+    np.save(base / "x.npy", spike_inputs(graph, rng, batch=4, steps=30, amplitude=2.0))
+    return base
+
+
+def test_quantize_simulate_and_diff_through_the_installed_command(files):
+    q = installed("quantize", "g.nir", "--calib", "x.npy", "--dt", "1e-3", "-o", "q.nir", cwd=files)
+    assert q.returncode == 0, q.stderr
+    assert "cuba" in q.stdout and "spikes equal" in q.stdout and (files / "q.nir").exists()
+    f = installed("simulate", "g.nir", "--inputs", "x.npy", "--dt", "1e-3", "--backend", "float", "--out", "f.npz",
+                  cwd=files)
+    assert f.returncode == 0, f.stderr
+    for backend in ("fast", "reference"):
+        r = installed("simulate", "q.nir", "--inputs", "x.npy", "--backend", backend, "--out", f"{backend}.npz",
+                      cwd=files)
+        assert r.returncode == 0, r.stderr
+    d = installed("diff", "q.nir", "--inputs", "x.npy", cwd=files)
+    assert d.returncode == 0 and "equal on all 1 layers" in d.stdout, d.stdout + d.stderr
+    fast, ref, flt = (np.load(files / f"{k}.npz") for k in ("fast", "reference", "f"))
+    assert set(fast.files) == {"output", "latency"} and int(fast["latency"]) == 1
+    assert np.array_equal(fast["output"], ref["output"])
+    assert fast["output"].shape == flt["output"].shape == (4, 30, 6)
+    assert np.mean(fast["output"] == flt["output"]) > 0.97 and flt["output"].sum() > 20
+
+
+def _malformed(base: Path, case: str) -> tuple[list, str]:
+    rng = np.random.default_rng(12)
+    g = GRAPHS["lif_chain"](rng)
+    x = base / "x6.npy"
+    np.save(x, spike_inputs(g, rng, batch=2, steps=5))
+    path = base / f"{case}.nir"
+    if case == "nan-tau":
+        g.nodes["lif1"].tau[0] = np.nan
+        says = "lif1: parameter tau is not finite"
+    elif case == "negative-tau":
+        g.nodes["lif2"].tau[:] = -1e-3
+        says = "lif2: tau must be > 0"
+    elif case == "shape-mismatch":
+        g.nodes["fc2"].weight = rng.normal(0, 1, (3, 5))
+        says = "type mismatch: lif1.output"  # nir.read's own type check names the edge
+    elif case == "algebraic-loop":
+        g.nodes["fc3"] = nir.Affine(weight=np.ones((8, 3)), bias=np.zeros(8))
+        g.edges += [("fc2", "fc3"), ("fc3", "fc2")]
+        says = "algebraic loop"
+    elif case == "fractional-delay":
+        g.nodes["delay"] = nir.Delay(delay=np.full(3, 1.5e-3))
+        g.edges = [e for e in g.edges if e != ("fc2", "lif2")] + [("fc2", "delay"), ("delay", "lif2")]
+        says = "not a whole number of steps"
+    elif case == "negative-threshold":
+        g.nodes["lif2"].v_threshold[:] = -0.2
+        says = "v_threshold"
+    elif case == "nonzero-reset":
+        g.nodes["lif1"].v_reset = np.full(8, 0.2)
+        says = "v_reset"
+    elif case == "subtractive-reset":
+        g.metadata = {"reset": "subtract"}
+        says = "Lava's LIF has no subtractive reset"
+    elif case == "two-synapse-loop":
+        g.nodes["back"] = nir.Affine(weight=np.ones((8, 3)), bias=np.zeros(8))
+        g.edges += [("lif2", "back"), ("back", "lif1")]
+        says = "loop_latency"
+    elif case == "wrong-input-shape":
+        np.save(x, np.zeros((2, 5, 7)))
+        says = "expected B×T×6, got 2×5×7"
+    elif case == "pickled-inputs":
+        np.save(x, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        says = "not a .npy array"
+    elif case == "nan-weight":
+        g.nodes["fc1"].weight[0, 0] = np.nan
+        says = "fc1: parameter weight is not finite"
+    elif case == "no-dt":
+        nir.write(path, g)
+        return ["quantize", path, "--calib", x, "-o", base / "o.nir"], "give --dt"
+    elif case == "dt-zero":
+        nir.write(path, g)
+        return ["simulate", path, "--inputs", x, "--dt", "0", "--backend", "float", "--out", base / "f.npz"], \
+            "dt must be a positive number"
+    elif case == "truncated":
+        nir.write(path, g)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+        return ["quantize", path, "--calib", x, "--dt", "1e-3", "-o", base / "o.nir"], "truncated file"
+    elif case == "unknown-primitive":
+        import h5py
+
+        nir.write(path, g)
+        with h5py.File(path, "r+") as f:
+            del f["node/nodes/lif2/type"]
+            f["node/nodes/lif2/type"] = "Izhikevich"
+        return ["quantize", path, "--calib", x, "--dt", "1e-3", "-o", base / "o.nir"], \
+            "node lif2 is of type 'Izhikevich', which is no NIR primitive"
+    nir.write(path, g)
+    return ["quantize", path, "--calib", x, "--dt", "1e-3", "-o", base / "o.nir"], says
+
+
+MALFORMED = ["nan-tau", "negative-tau", "nan-weight", "shape-mismatch", "algebraic-loop", "fractional-delay",
+             "wrong-input-shape", "pickled-inputs", "no-dt", "dt-zero", "truncated", "unknown-primitive"]
+# well-formed graphs Loihi 2's CUBA neuron cannot hold: a design-rule error, exit 3 as for `compile`
+UNHOLDABLE = ["negative-threshold", "nonzero-reset", "subtractive-reset", "two-synapse-loop"]
+
+
+@pytest.mark.parametrize("case", MALFORMED + UNHOLDABLE)
+def test_a_malformed_foreign_file_is_one_line_exit_2_and_nothing_written(case, tmp_path, capsys):
+    args, says = _malformed(tmp_path, case)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = cli_run([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == (2 if case in MALFORMED else 3), err
+    assert len(err) == 1 and says in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, inputs as they were
