@@ -21,7 +21,7 @@ def lif_chain(rng) -> nir.NIRGraph:
     return nir.NIRGraph(nodes={**_io([6], [3]),
                                "fc1": nir.Affine(weight=rng.normal(0, 0.6, (8, 6)), bias=rng.normal(0, 0.1, 8)),
                                "lif1": _lif(8, 5e-3, 0.5),
-                               "fc2": nir.Affine(weight=rng.normal(0, 0.6, (3, 8)), bias=np.zeros(3)),
+                               "fc2": nir.Affine(weight=rng.normal(0.5, 0.6, (3, 8)), bias=np.zeros(3)),
                                "lif2": _lif(3, 1e-2, 0.3)},
                         edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
                                ("lif2", "output")])
@@ -110,7 +110,7 @@ def biases_everywhere(rng) -> nir.NIRGraph:
     return nir.NIRGraph(nodes={**_io([4], [3]),
                                "fc1": nir.Affine(weight=rng.normal(0, 0.6, (5, 4)), bias=rng.normal(0.1, 0.1, 5)),
                                "lif1": _lif(5, 6e-3, 0.5, v_leak=0.2),
-                               "fc2": nir.Affine(weight=rng.normal(0, 0.6, (3, 5)), bias=rng.normal(0.05, 0.05, 3)),
+                               "fc2": nir.Affine(weight=rng.normal(0.5, 0.6, (3, 5)), bias=rng.normal(0.05, 0.05, 3)),
                                "lif2": _lif(3, 8e-3, 0.4, v_leak=-0.1)},
                         edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
                                ("lif2", "output")])

@@ -22,6 +22,7 @@ CubaLIF, a decay shorter than one 4096th of a step, an output that is not a neur
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import nir
@@ -341,6 +342,17 @@ def run_reference(model: TemporalIntModel, inputs) -> IntRun:
 
 
 # --- the fast simulator: the same integers in float64 torch tensors ------------------------------------
+def _operator(weights: np.ndarray) -> torch.Tensor:
+    """A path's weights for the product: sparse (CSR, W itself) where few are non-zero (convolutions),
+    else dense Wᵀ."""
+    w = torch.from_numpy(weights.astype(np.float64))
+    if weights.size > 4096 and np.count_nonzero(weights) < 0.1 * weights.size:
+        with warnings.catch_warnings():  # torch calls its CSR support beta; the products here are exact
+            warnings.simplefilter("ignore", UserWarning)
+            return w.to_sparse_csr()
+    return w.T.contiguous()
+
+
 def run_fast(model: TemporalIntModel, inputs) -> IntRun:
     """The integer model in float64 on torch (every value an exact integer below 2^53: states are
     24-bit, decay products below 2^36, synaptic sums below 2^40): batched matrix products instead of
@@ -357,8 +369,7 @@ def run_fast(model: TemporalIntModel, inputs) -> IntRun:
             "keep_v": torch.from_numpy(cuba.DECAY_UNITY - (np.broadcast_to(layer.dv, (layer.size,)) + cuba.DM_OFFSET)
                                        ).double(),
             "bias": torch.from_numpy(np.broadcast_to(layer.params().bias, (layer.size,)).astype(np.float64)),
-            "paths": [(p.source, torch.from_numpy(p.weights.astype(np.float64)).T, 2.0**p.weight_exp, p.delay)
-                      for p in layer.paths],
+            "paths": [(p.source, _operator(p.weights), 2.0**p.weight_exp, p.delay) for p in layer.paths],
         }
     sent = {name: torch.zeros((total, B, x.shape[2]), dtype=torch.float64) for name, x in xs.items()}
     for name, x in xs.items():
@@ -377,7 +388,8 @@ def run_fast(model: TemporalIntModel, inputs) -> IntRun:
             a_in = torch.zeros((B, layer.size), dtype=torch.float64)
             for source, w_t, factor, delay in p["paths"]:
                 if tau - 1 - delay >= 0:
-                    acc = sent[source][tau - 1 - delay] @ w_t
+                    x = sent[source][tau - 1 - delay]
+                    acc = torch.sparse.mm(w_t, x.T).T if w_t.layout != torch.strided else x @ w_t
                     a_in += acc * factor if factor >= 1 else torch.floor(acc * factor)
             if tau == layer.offset:
                 u[name].zero_()

@@ -1,0 +1,81 @@
+"""Float vs integer on NIR graphs with time: per graph and per spiking layer, the share of spike values
+equal and the output spike-count error (mean |Δcount| / mean count) on random input sequences at
+realistic rates, and what the roundings cost: the decay each layer realises (12-bit dv), its weights'
+SQNR (8-bit mantissas), and the count error of the same integer arithmetic with 16-bit weights (not
+a chip model: it isolates what the 8-bit weights cost). Prints a markdown table (docs/results.md).
+
+    .venv/bin/python benchmarks/temporal_fidelity.py [--batch 16] [--steps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from nir_graphs import GRAPHS, spike_inputs  # noqa: E402
+
+from lensnet_deploy.export.temporal import run_temporal  # noqa: E402
+from lensnet_deploy.hardware.integer import temporal as T  # noqa: E402
+from lensnet_deploy.hardware.integer.temporal import ONE, quantize_temporal, run_fast  # noqa: E402
+
+DT = 1e-3
+RATE, AMPLITUDE = 0.2, 2.0  # input spikes per step, graded value of a spike
+
+
+def sqnr(exact: np.ndarray, approx: np.ndarray) -> float:
+    noise = float(((exact - approx) ** 2).sum())
+    return float("inf") if noise == 0 else 10 * np.log10(float((exact**2).sum()) / noise)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=100)
+    args = ap.parse_args()
+    print("| graph | layer | kind | dv realised / ideal | weight SQNR (dB) | spikes equal | "
+          "count error | with 16-bit weights |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in sorted(GRAPHS):
+        rng = np.random.default_rng(0)
+        graph = GRAPHS[name](rng)
+        calib = spike_inputs(graph, rng, batch=args.batch, steps=args.steps, rate=RATE, amplitude=AMPLITUDE)
+        test = spike_inputs(graph, rng, batch=args.batch, steps=args.steps, rate=RATE, amplitude=AMPLITUDE)
+        try:
+            model = quantize_temporal(graph, calib, DT)
+        except Exception as err:  # noqa: BLE001 - the table names what has no Loihi form
+            print(f"| {name} | — | — | — | — | refused: {str(err)[:90]} | | |")
+            continue
+        flt = run_temporal(graph, test, DT, record_voltages=True)
+        run = run_fast(model, test)
+        saved, T.WEIGHT_MAX = T.WEIGHT_MAX, 32767
+        try:
+            wide = T.run_reference(quantize_temporal(graph, calib, DT), test)
+        finally:
+            T.WEIGHT_MAX = saved
+        for lname, layer in model.layers.items():
+            node = graph.nodes[lname]
+            tau = getattr(node, "tau", getattr(node, "tau_mem", None))
+            ideal = None if tau is None else np.broadcast_to(DT / np.asarray(tau, np.float64), layer.shape).reshape(-1)
+            ratio = "—" if ideal is None else f"{float(np.mean(layer.dv / 4096 / ideal)):.5f}"
+            weights = [p for p in layer.paths if p.source != ONE]
+            q = min(sqnr(p.float_weights, p.weights * 2.0**p.weight_exp) for p in weights)
+            if layer.spiking:
+                f, i = flt.spikes[lname].numpy(), run.values[lname]
+                equal = f"{100 * float(np.mean(f == i)):.2f} %"
+                fc, ic, wc = f.sum(axis=1), i.sum(axis=1), wide.values[lname].sum(axis=1)
+                err = f"{100 * float(np.abs(ic - fc).mean() / max(fc.mean(), 1e-9)):.2f} %" if fc.sum() else "silent"
+                err += f" | {100 * float(np.abs(wc - fc).mean() / max(fc.mean(), 1e-9)):.2f} %"
+            else:
+                v = flt.voltages[lname].numpy()
+                approx = run.values[lname] * layer.scale.reshape(layer.shape)
+                equal = f"v within {float(np.abs(approx - v).max() / np.abs(v).max()):.3f} of max"
+                err = " |"
+            print(f"| {name} | {lname} | {layer.kind} | {ratio} | {q:.1f} | {equal} | {err} |")
+
+
+if __name__ == "__main__":
+    main()
