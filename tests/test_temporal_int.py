@@ -51,7 +51,7 @@ def test_one_layer_is_exactly_lavas_cuba_arithmetic():
     graph = GRAPHS["lif_chain"](rng)
     graph.nodes["fc1"].bias[:] = 0  # (a bias would charge v during the chip step before the layer's reset)
     x = spike_inputs(graph, rng, batch=1, steps=50, amplitude=2.0)
-    model = quantize_temporal(graph, x, DT)
+    model = quantize_temporal(graph, x, DT, weight_bits=8)
     layer = model.layers["lif1"]
     (path,) = layer.paths
     ours = run_reference(model, x).values["lif1"][0]
@@ -65,10 +65,11 @@ def test_one_layer_is_exactly_lavas_cuba_arithmetic():
 def test_delays_become_synaptic_delays_and_a_bias_in_a_loop_starts_one_step_late():
     _, _, model = _model("delayed")
     delays = sorted(p.delay for p in model.layers["lif"].paths)
-    assert delays == [0, 3]
+    assert delays == [0, 0, 3, 3]  # each path as two synapses (high and low byte of 16-bit weights)
     _, _, model = _model("cuba_recurrent")
-    (bias_path,) = [p for p in model.layers["cuba"].paths if p.source == ONE]
-    assert bias_path.delay == model.layers["cuba"].offset  # arrives at float step 1, as the back edge does
+    bias_paths = [p for p in model.layers["cuba"].paths if p.source == ONE]
+    # it arrives at float step 1, as the back edge does
+    assert [p.delay for p in bias_paths] == [model.layers["cuba"].offset] * 2
 
 
 def _graph_with(change) -> nir.NIRGraph:
@@ -89,3 +90,14 @@ def test_what_loihi_cannot_hold_is_a_design_rule_error(change, rule):
     x = spike_inputs(graph, np.random.default_rng(8), steps=5)
     with pytest.raises(DesignRuleError, match=rule):
         quantize_temporal(graph, x, DT)
+
+
+def test_16_bit_weights_are_two_bytes_that_add_up():
+    graph, x, model = _model("lif_chain")
+    hi, lo = model.layers["lif2"].paths
+    assert hi.weight_exp == lo.weight_exp + 8 and hi.source == lo.source == "lif1"
+    assert -128 <= lo.weights.min() and lo.weights.max() <= 127 and np.abs(hi.weights).max() <= 127
+    w16 = hi.weights * 256 + lo.weights
+    assert np.abs(w16 * 2.0**lo.weight_exp - hi.float_weights).max() <= 2.0 ** (lo.weight_exp - 1)
+    eight = quantize_temporal(graph, x, DT, weight_bits=8)
+    assert len(eight.layers["lif2"].paths) == 1

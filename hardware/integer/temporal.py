@@ -35,7 +35,7 @@ from . import cuba
 
 VTH = 1 << 12  # every spiking neuron's vth: its threshold θ_i is 2^18 voltage units σ_i
 LI_HEADROOM = 1 << 21  # a non-spiking neuron's largest calibrated |v| in units σ_i
-WEIGHT_MAX = 127  # int8 mantissas (passed to Lava as 2·W at weight_exp − 1)
+WEIGHT_MAX = 127  # mantissas −128..127 (passed to Lava as 2·W at weight_exp − 1: even −256..254)
 BIAS_MANT_MAX, BIAS_EXP_MAX = 4095, 7
 LINEAR = (nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten,
           nir.Delay)
@@ -152,17 +152,27 @@ def _gains(node, dt: float, method: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return kv * r, kv, ks, ks * np.asarray(node.w_in, np.float64)
 
 
-def _mantissas(target: np.ndarray, name: str, rule: str) -> tuple[np.ndarray, int]:
-    """int8 mantissas and one exponent for ``target`` (the finest exponent that holds the largest)."""
+def _mantissas(target: np.ndarray, name: str, rule: str, bits: int = 8) -> list[tuple[np.ndarray, int]]:
+    """Mantissas (−128..127) and exponents for ``target``: one synapse (8 bits), or two (16 bits: a
+    high byte at exponent e + 8 and a low byte at e, which the chip adds in the neuron's input)."""
+    if bits == 16:
+        top = float(np.abs(target).max(initial=0))
+        limit = WEIGHT_MAX * 256 - 128  # the high byte stays within ±127
+        exp = max(int(np.ceil(np.log2(top / limit))) if top else 0, -7)
+        if exp + 8 > 8:
+            raise DesignRuleError(name, rule, "weights ≤ 127·2^16 voltage units per spike", f"{top:.4g}")
+        w16 = np.clip(np.rint(target / 2.0**exp), -limit, limit).astype(np.int64)
+        low = (w16 + 128) % 256 - 128
+        return [((w16 - low) // 256, exp + 8), (low, exp)]
     top = float(np.abs(target).max(initial=0))
     if top == 0:
-        return np.zeros(target.shape, np.int64), 0
+        return [(np.zeros(target.shape, np.int64), 0)]
     exp = int(np.ceil(np.log2(top / WEIGHT_MAX)))
     exp = max(exp, -7)  # Lava's weight_exp −8..7 holds 2·W at exp − 1
     if exp > 8:
         raise DesignRuleError(name, rule, "weights ≤ 127·2^8 voltage units per spike", f"{top:.4g}")
     w = np.clip(np.rint(target / 2.0**exp), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int64)
-    return w, exp
+    return [(w, exp)]
 
 
 def _bias(target: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -178,9 +188,14 @@ def _bias(target: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize_temporal(graph: nir.NIRGraph, calibration: np.ndarray | dict, dt: float, method: str = "euler",
-                      reset: str | None = None) -> TemporalIntModel:
+                      reset: str | None = None, weight_bits: int = 16) -> TemporalIntModel:
     """The integer model of a temporal graph (see the module docstring); ``calibration``: input
-    sequences (B×T×shape) for the scales of non-spiking outputs."""
+    sequences (B×T×shape) for the scales of non-spiking outputs; ``weight_bits``: 8 (one synapse
+    per path) or 16 (two 8-bit synapses per path, high and low byte: docs/results.md measures what
+    the 8-bit weights cost)."""
+    if weight_bits not in (8, 16):
+        raise GraphError(f"weight_bits must be 8 or 16, got {weight_bits}")
+    vth = VTH
     reset = FT.graph_reset(graph, reset)
     calib = FT.run_temporal(graph, calibration, dt, method, reset, keep_states=True, record_voltages=True)
     edges = FT._edges(graph)
@@ -210,7 +225,7 @@ def quantize_temporal(graph: nir.NIRGraph, calibration: np.ndarray | dict, dt: f
             theta = np.broadcast_to(np.asarray(node.v_threshold, np.float64), shape).reshape(-1)
             if (theta <= 0).any():
                 raise DesignRuleError(name, "v_threshold", "> 0 (vth is unsigned)", float(theta.min()))
-            scale = theta / (VTH << cuba.ACT_SHIFT)
+            scale = theta / (vth << cuba.ACT_SHIFT)
         else:
             top = calib.voltages[name].abs().reshape(-1, int(np.prod(shape))).max(dim=0).values.numpy()
             scale = np.where(top > 0, top, 1.0) / LI_HEADROOM
@@ -222,7 +237,7 @@ def quantize_temporal(graph: nir.NIRGraph, calibration: np.ndarray | dict, dt: f
         for what, d in (("dv", dv), ("du", du)):
             if (d < 0).any() or (d > cuba.DECAY_UNITY - 1).any():
                 raise DesignRuleError(name, what, "0..4095 (a decay of at least 1/4096 per step)", int(d.min()))
-        layer = Layer(name, type(node).__name__, shape, du, dv, VTH if spiking else (1 << 17) - 1,
+        layer = Layer(name, type(node).__name__, shape, du, dv, vth if spiking else (1 << 17) - 1,
                       np.zeros(dv.shape, np.int64), np.zeros(dv.shape, np.int64), spiking, scale)
         bias_total = np.zeros(layer.size)
         lags = []
@@ -235,17 +250,19 @@ def quantize_temporal(graph: nir.NIRGraph, calibration: np.ndarray | dict, dt: f
                 raise GraphError(f"node {name}: a path from {src} brings {matrix.shape[0]} values for "
                                  f"{layer.size} neurons")
             unit = gain_v * gain_in / (scale * (1 << cuba.ACT_SHIFT))  # a_in per unit of input, per neuron
-            w, e = _mantissas(unit[:, None] * matrix, name, "weight_exp")
-            layer.paths.append(Path(src, w, e, delay + lag, unit[:, None] * matrix))
-            lags.append(lag)
+            target = unit[:, None] * matrix
+            for w, e in _mantissas(target, name, "weight_exp", weight_bits):
+                layer.paths.append(Path(src, w, e, delay + lag, target))
+                lags.append(lag)
             if not np.any(bias != 0):
                 continue
             if ks is None and lag == 0:  # a constant input to v from the first step: the neurons' own bias
                 bias_total += bias
             else:  # into a current, or only from the step after (a back edge): synapses from an always-on neuron
-                w, e = _mantissas((unit * bias)[:, None], name, "bias_weight_exp")
-                layer.paths.append(Path(ONE, w, e, delay + lag, (unit * bias)[:, None]))
-                lags.append(-1)
+                target = (unit * bias)[:, None]
+                for w, e in _mantissas(target, name, "bias_weight_exp", weight_bits):
+                    layer.paths.append(Path(ONE, w, e, delay + lag, target))
+                    lags.append(-1)
         leak = 0.0 if isinstance(node, nir.IF | nir.I) else \
             np.broadcast_to(np.asarray(node.v_leak, np.float64), shape).reshape(-1)
         layer.bias_mant, layer.bias_exp = _bias((kv * leak + gain_v * bias_total) / scale, name)

@@ -143,7 +143,7 @@ def from_nir(graph: nir.NIRGraph) -> TemporalIntModel:
             (source,) = preds[syn]
             if source not in sizes:
                 raise GraphError(f"node {syn}: source {source} is neither an input nor a layer")
-            w = _int(syn, "weight", lin.weight, -WEIGHT_MAX, WEIGHT_MAX)
+            w = _int(syn, "weight", lin.weight, -WEIGHT_MAX - 1, WEIGHT_MAX)
             if w.ndim != 2 or w.shape != (layer.size, sizes[source]):
                 raise GraphError(f"node {syn}: weight of shape {tuple(w.shape)}, expected "
                                  f"{(layer.size, sizes[source])}")
