@@ -5,12 +5,11 @@ users keep. Spike planes become one spike node, pooled planes one max pool,
 joins additions, extension nodes their ops (operands read from the ports).
 Several edges into one node become an explicit addition. What each NIR
 node becomes is the reader's :class:`Dialect`: float here, integer in
-``lensnet_deploy.hardware.int_nir``.
+``lensnet_deploy.hardware.integer.int_nir``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,8 +136,3 @@ def from_nir(graph: nir.NIRGraph, dialect: Dialect = FLOAT) -> Graph:
             raise C.NIRConventionError(f"node {name}: {type(node).__name__} is not part of a lensnet graph")
     g.validate()
     return g
-
-
-def json_attr(value: Any) -> Any:
-    """A metadata value as text (h5py hands back bytes)."""
-    return json.loads(value.decode() if isinstance(value, bytes | np.bytes_) else str(value))

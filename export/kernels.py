@@ -37,10 +37,6 @@ def global_avgpool(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, kernel_size=x.shape[-2:], stride=x.shape[-2:])
 
 
-def global_sumpool(x: torch.Tensor) -> torch.Tensor:
-    return global_avgpool(x) * (x.shape[-2] * x.shape[-1])
-
-
 def global_maxpool(x: torch.Tensor) -> torch.Tensor:
     return torch.amax(x, dim=(2, 3), keepdim=True)
 

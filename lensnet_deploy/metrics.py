@@ -74,13 +74,6 @@ def fit_to(pred: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def evaluate_pairs(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    metrics = SODMetrics()
-    for pred, gt in pairs:
-        metrics.step(fit_to(pred, gt.shape), gt)
-    return metrics.results()
-
-
 def evaluate_dirs(pred_dir: str | os.PathLike[str], gt_dir: str | os.PathLike[str],
                   progress: Callable[[Iterable], Iterable] | None = None,
                   per_image: bool = False) -> tuple[dict, int, int]:

@@ -27,7 +27,6 @@ from .normalization import INPUT_MEAN, INPUT_STD
 
 CROP_MARGIN = 1.125  # cache side / input side: room for random crops
 CROP_MARGINS = {"geometric": CROP_MARGIN, "full": 1.5}  # "full" keeps detail for zoomed-in crops
-AUGMENTATIONS = tuple(CROP_MARGINS)
 
 
 def collect_pairs(data_root: str | os.PathLike[str], sets: Sequence[str]) -> list[tuple[Path, Path]]:

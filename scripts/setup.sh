@@ -18,9 +18,13 @@ $PIP install --quiet "torch==2.13.0"
 $PIP install --quiet "numpy==1.26.4" "scipy==1.13.1" "scikit-learn==1.6.1" \
   "asteval==0.9.33" "networkx==2.8.7" "scikit-image==0.22.0" h5py matplotlib
 $PIP install --quiet --no-deps --ignore-requires-python "lava-nc==0.10.0" "lava-dl==0.6.0"
-$PIP install --quiet --no-deps "norse==1.1.0"
+$PIP install --quiet --no-deps "norse==1.1.0" "snntorch==1.0.0"  # their NIR importers: the float reference is tested against both
 # scikit-image 0.22 is the newest that accepts the networkx Lava pins.
-$PIP install --quiet -e ".[dev]" "networkx==2.8.7" "scikit-image==0.22.0"
+# setuptools ends every editable install of a package-dir layout with an "Editable installation."
+# notice (InformationOnly, no deprecation, nothing to fix in pyproject); pip prints it as a
+# warning, so that one message is filtered here.
+PYTHONWARNINGS="ignore:Editable installation" \
+  $PIP install --quiet -e ".[dev]" "networkx==2.8.7" "scikit-image==0.22.0"
 # Ray: the engine of --cluster (lensnet_deploy/cluster.py imports it only when asked).
 $PIP install --quiet "ray==2.60.0"
 # The Lava wheels ship a top-level `tests` package into site-packages; it could

@@ -2,7 +2,7 @@
 
 The digest covers the fast simulator's raw integer logits (int64) and every
 spike count (uint8) of the zoo's lensnet-tiny on the twelve bundled ORSSD
-samples at its native size, calibrated on the same images as `run` does.
+samples at its native size (`quantize` depends on the weights alone, as in `run`).
 It changes only with a new integer-semantics version (say which in the commit).
 """
 
