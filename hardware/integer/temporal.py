@@ -319,6 +319,13 @@ class IntRun:
 
     values: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per layer: u and v, chip steps
+
+    def aligned_states(self, model: TemporalIntModel) -> dict[str, dict[str, np.ndarray]]:
+        """u and v of every layer at every float step (B×T×neurons)."""
+        steps = next(iter(self.values.values())).shape[1]
+        return {n: {k: a[:, model.layers[n].offset:model.layers[n].offset + steps] for k, a in st.items()}
+                for n, st in self.states.items()}
 
 
 def run_reference(model: TemporalIntModel, inputs) -> IntRun:
@@ -335,6 +342,7 @@ def run_reference(model: TemporalIntModel, inputs) -> IntRun:
     for layer in model.layers.values():
         history[layer.name] = np.zeros((B, total, layer.size), np.int64)
     voltages = {n: np.zeros((B, total, layer.size), np.int64) for n, layer in model.layers.items()}
+    currents = {n: np.zeros((B, total, layer.size), np.int64) for n, layer in model.layers.items()}
     state = {n: (np.zeros((B, layer.size), np.int64), np.zeros((B, layer.size), np.int64))
              for n, layer in model.layers.items()}
     for tau in range(total):
@@ -351,11 +359,13 @@ def run_reference(model: TemporalIntModel, inputs) -> IntRun:
             state[name] = (u, v)
             history[name][:, tau] = s
             voltages[name][:, tau] = v
+            currents[name][:, tau] = u
     values = {}
     for name, layer in model.layers.items():
         src = history if layer.spiking else voltages
         values[name] = src[name][:, layer.offset:layer.offset + T].reshape(B, T, *layer.shape)
-    return IntRun(values, {o: values[src] for o, src in model.outputs.items()})
+    return IntRun(values, {o: values[src] for o, src in model.outputs.items()},
+                  {n: {"u": currents[n], "v": voltages[n]} for n in model.layers})
 
 
 # --- the fast simulator: the same integers in float64 torch tensors ------------------------------------
@@ -393,9 +403,11 @@ def run_fast(model: TemporalIntModel, inputs) -> IntRun:
         sent[name][:T] = x.transpose(0, 1)
     sent[ONE] = torch.ones((total, B, 1), dtype=torch.float64)
     out: dict[str, torch.Tensor] = {}
+    kept = {}
     for name, layer in model.layers.items():
         sent[name] = torch.zeros((total, B, layer.size), dtype=torch.float64)
         out[name] = torch.zeros((total, B, layer.size), dtype=torch.float64)
+        kept[name] = {k: torch.zeros((total, B, layer.size), dtype=torch.float64) for k in ("u", "v")}
     u = {n: torch.zeros((B, layer.size), dtype=torch.float64) for n, layer in model.layers.items()}
     v = {n: torch.zeros((B, layer.size), dtype=torch.float64) for n, layer in model.layers.items()}
     thresholds = {n: float(layer.vth << cuba.ACT_SHIFT) for n, layer in model.layers.items()}
@@ -417,10 +429,12 @@ def run_fast(model: TemporalIntModel, inputs) -> IntRun:
             cv = torch.clamp(torch.trunc(v[name] * p["keep_v"] / unity) + cu + p["bias"], -top + 1, top - 1)
             s = cv > thresholds[name]
             u[name], v[name] = cu, torch.where(s, torch.zeros_like(cv), cv)
+            kept[name]["u"][tau], kept[name]["v"][tau] = u[name], v[name]
             sent[name][tau] = s.double()
             out[name][tau] = sent[name][tau] if layer.spiking else v[name]
     values = {}
     for name, layer in model.layers.items():
         values[name] = out[name][layer.offset:layer.offset + T].transpose(0, 1).round().long().numpy() \
             .reshape(B, T, *layer.shape)
-    return IntRun(values, {o: values[src] for o, src in model.outputs.items()})
+    states = {n: {k: t.transpose(0, 1).round().long().numpy() for k, t in st.items()} for n, st in kept.items()}
+    return IntRun(values, {o: values[src] for o, src in model.outputs.items()}, states)
