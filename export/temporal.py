@@ -47,8 +47,11 @@ TEMPORAL = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I, nir.Delay, 
 def is_temporal(graph: nir.NIRGraph) -> bool:
     """A graph of NIR's standard primitives with at least one neuron, threshold or delay (the graphs
     other tools write), as opposed to this tool's LENS-Net files."""
+    from .convention import uses_convention
+
     nodes = graph.nodes.values()
-    return any(isinstance(n, TEMPORAL) for n in nodes) and all(isinstance(n, PRIMITIVES) for n in nodes)
+    return not uses_convention(graph) and any(isinstance(n, TEMPORAL) for n in nodes) and \
+        all(isinstance(n, PRIMITIVES) for n in nodes)
 
 
 @dataclass
@@ -399,6 +402,8 @@ def run_temporal(graph: nir.NIRGraph, inputs: torch.Tensor | np.ndarray | Mappin
             raise GraphError(f"no input for Input node {name}")
         x = torch.as_tensor(np.asarray(inputs[name]), dtype=torch.float64)
         want = input_shape(graph, name)
+        if want is not None and len(want) > 1 and want[0] == 1 and tuple(x.shape[2:]) == want[1:]:
+            want = want[1:]  # an exporter that kept its example's batch of 1 in the Input (Norse 1.1.0)
         if x.ndim < 2 or (want is not None and tuple(x.shape[2:]) != want):
             raise GraphError(f"input {name}: expected B×T×{'×'.join(map(str, want or ()))}, got "
                              f"{'×'.join(map(str, x.shape))}")

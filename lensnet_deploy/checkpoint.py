@@ -101,6 +101,10 @@ def grid_encode(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     return q.to(torch.int8).reshape(w.shape), scale32
 
 
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
 def _grid_decode(tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     out = {k: v for k, v in tensors.items() if not k.endswith(GRID_SCALE)}
     for key, scale in tensors.items():
@@ -108,7 +112,13 @@ def _grid_decode(tensors: dict[str, torch.Tensor], source: str) -> dict[str, tor
             continue
         name = key[: -len(GRID_SCALE)]
         q = out.get(name)
-        if q is None or q.dtype != torch.int8 or scale.dim() != 1 or scale.shape[0] != q.shape[0]:
+        if q is not None and q.dtype != torch.int8:
+            raise CheckpointError(f"{source}: grid weight {name} is stored as {_dtype(q)}, not int8: the {GRID_TAG} "
+                                  f"format keeps int8 mantissas and a float scale per channel (was the file "
+                                  f"converted? re-save it with save_lensnet)")
+        if not scale.is_floating_point():
+            raise CheckpointError(f"{source}: grid scale {key} is stored as {_dtype(scale)}, not floating point")
+        if q is None or scale.dim() != 1 or scale.shape[0] != q.shape[0]:
             raise CheckpointError(f"{source}: grid weight {name} does not match its scale {list(scale.shape)}")
         out[name] = q.float() * scale.float().view(-1, *([1] * (q.dim() - 1)))
     stray = [k for k, v in out.items() if v.dtype == torch.int8]
@@ -157,6 +167,14 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
         problems.append(f"{len(shaped)} mis-shaped keys (file≠model: {_describe(shaped)})")
     if problems:
         raise CheckpointError(f"{source} does not match LENS-Net variant {variant_name!r}: " + "; ".join(problems))
+    for k, v in expected.items():  # real numbers that load exactly (float16/64 weights load as float32)
+        got = state[k]
+        wrong = got.is_complex() or got.dtype == torch.bool or (v.is_floating_point() and not got.is_floating_point())
+        if not wrong and not v.is_floating_point() and got.is_floating_point():
+            wrong = not bool(torch.equal(got, got.round()))  # a counter stored as float: whole numbers only
+        if wrong:
+            raise CheckpointError(f"{source}: tensor {k} is stored as {_dtype(got)}; LENS-Net holds it as "
+                                  f"{_dtype(v)}")
     for k, v in state.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise CheckpointError(f"{source}: tensor {k} holds NaN or Inf values")

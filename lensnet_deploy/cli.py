@@ -1,31 +1,56 @@
 """The ``lensnet-deploy`` command line. Every subcommand fails with one line and a
 non-zero exit code on bad input (exit codes: 0 ok, 1 internal error, 2 bad
-input or usage, 3 resource limit, 130 interrupted)."""
+input or usage, 3 resource limit (a model too big for a board), 130 interrupted).
+
+Before a command runs, its output paths are checked against its inputs (``IO``:
+no output may be an input or lie inside an input folder, symlinks resolved);
+a command that fails removes the output folders it created and left empty.
+Usage errors are one line too. Memory limits (``--max-memory``, ``export/limits.py``)
+are bad input: exit 2."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from .errors import ISSUES_URL, LensNetDeployError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_RESOURCE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MEMORY_ENV = "LENSNET_MAX_MEMORY"  # read by export/limits.py (set here without importing torch)
 
 
 def _size(values: Sequence[int] | None) -> tuple[int, int] | None:
     return None if values is None else (int(values[0]), int(values[1]))
 
 
+def _check_activations(model, size: tuple[int, int], batch: int, what: str) -> None:
+    """Refuse an input size whose activations would not fit the memory limit (before allocating)."""
+    from .export import limits
+    from .model_zoo import check_input_size
+
+    check_input_size(size)
+    need = limits.activation_bytes(model.config.embed_dims[0], size[0], size[1], batch)
+    limits.check_memory(need, f"{what} at {size[0]}x{size[1]}" + (f", {batch} images a batch," if batch > 1 else "")
+                        + " needs activations of about")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .datasets import list_images
+
+    count = len(list_images(args.images))  # a bad folder is one line before torch and the model load
     from . import load_lensnet
     from .predict import predict_dir
     from .progress import batch_bar
 
     model = load_lensnet(args.checkpoint, variant=args.variant)
     size = _size(args.size) or model.input_size
+    _check_activations(model, size, min(args.batch_size, count), "predict")
     written = predict_dir(model, args.images, args.out, size=size, batch_size=args.batch_size,
                           progress=lambda g, n: batch_bar(g, n, "predict"))
     print(f"wrote {len(written)} saliency maps ({size[0]}x{size[1]} input) to {args.out}")
@@ -130,10 +155,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model = load_lensnet(args.checkpoint, variant=args.variant)
     size = _size(args.input_size) or model.input_size
+    _check_activations(model, size, 1, "export")
     out = Path(args.output)
-    src = Path(args.checkpoint)
-    if src.exists() and out.resolve() == src.resolve():
-        raise Err(f"{out}: output would overwrite the input checkpoint")
+    for target in (out, args.summary_json):  # both are written or neither: fail here, not between the two
+        if target is not None and Path(target).is_dir():
+            raise Err(f"{target}: is a folder; give a file name")
     if args.format == "onnx":
         from .export.onnx_export import compare_onnx, export_onnx
 
@@ -154,14 +180,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"snapped the weights and folded biases onto the loihi2 integer grid at {size[0]}x{size[1]} "
               f"(docs/qat.md): this float graph is its integer model's twin")
     graph = export_nir(model, size)
-    write_nir(graph, out)
     summary = summarize(graph)
+    from .atomic import atomic_path, write_text_atomic
+
+    with atomic_path(out, suffix=".nir") as staged:  # the .nir lands only once the summary is written
+        write_nir(graph, staged)
+        if args.summary_json:
+            write_text_atomic(args.summary_json, json.dumps(summary.to_dict(), indent=1) + "\n")
     print(f"wrote {out} (NIR {out.stat().st_size / 2**20:.1f} MB, input {size[0]}x{size[1]}, float64)")
     print(summary.format())
     if args.summary_json:
-        from .atomic import write_text_atomic
-
-        write_text_atomic(args.summary_json, json.dumps(summary.to_dict(), indent=1) + "\n")
+        print(f"wrote {args.summary_json}")
     return EXIT_OK
 
 
@@ -188,12 +217,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from .datasets import list_images, load_images, pair_files, read_mask
     from .export import read_nir, write_nir
 
-    if Path(args.output).resolve() == Path(args.graph).resolve():
-        raise LensNetDeployError(f"{args.output}: output would overwrite the input graph")
     graph = read_nir(args.graph)
     from . import temporal_cli
 
-    if temporal_cli.is_temporal_file(graph):  # a graph with time, from snnTorch, Norse, SpikingJelly, …
+    # a graph with time, from snnTorch, Norse, SpikingJelly, … (a LENS-Net file is made of the same
+    # primitives, Threshold included, but carries the lensnet convention)
+    if temporal_cli.is_temporal_file(graph):
         temporal_cli.quantize(graph, args.calib, args.dt, args.method, args.reset, args.output)
         return EXIT_OK
     files = list_images(args.calib)[: args.calib_count]
@@ -346,8 +375,52 @@ def _time_flags(p: argparse.ArgumentParser) -> None:
                         "metadata's, else zero)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error (exit 2); ``--help`` shows the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind: type, low: float, strict: bool) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or (kind is float and not math.isfinite(value)) or value < low or (strict and value == low):
+        sign = "positive" if strict else "non-negative"
+        raise argparse.ArgumentTypeError(f"must be a {sign} {'integer' if kind is int else 'number'}, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    return int(_number(text, int, 0, True))
+
+
+def _natural(text: str) -> int:
+    return int(_number(text, int, 0, False))
+
+
+def _positive_real(text: str) -> float:
+    return float(_number(text, float, 0.0, True))
+
+
+def _real(text: str) -> float:
+    return float(_number(text, float, 0.0, False))
+
+
+def _leaves(parser: argparse.ArgumentParser) -> Iterable[argparse.ArgumentParser]:
+    """The parsers of every (sub)command, nested ones included."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):
+            yield from _leaves(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lensnet-deploy",
         description="LENS-Net from PyTorch to NIR, integers, Lava and Loihi.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -356,10 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CKPT_OR_NAME", help="checkpoint file or zoo model name")
     p.add_argument("--images", required=True, type=Path, help="folder of input images")
     p.add_argument("--out", required=True, type=Path, help="folder for the saliency PNGs")
-    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+    p.add_argument("--size", nargs=2, type=_positive, metavar=("H", "W"),
                    help="network input size (multiples of 16; default: the model's native size)")
     p.add_argument("--variant", help="LENS-Net variant of a .pth checkpoint (default: the full model)")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=_positive, default=4)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="S-measure, MAE, F, E and weighted F of saliency maps")
@@ -370,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint to an exact NIR graph (or ONNX)")
     p.add_argument("checkpoint", metavar="CKPT_OR_NAME", help="checkpoint file or zoo model name")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
+    p.add_argument("--input-size", nargs=2, type=_positive, metavar=("H", "W"),
                    help="input size (multiples of 16; default: the model's native size)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output file (.nir or .onnx)")
     p.add_argument("--format", choices=("nir", "onnx"), default="nir")
@@ -386,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", type=Path, help="float NIR file from `export`, or any NIR graph with time")
     p.add_argument("--calib", required=True, type=Path,
                    help="folder of calibration images; for a graph with time a .npy array B×T×(input shape)")
-    p.add_argument("--calib-count", type=int, default=16, help="images used for the report (default 16)")
+    p.add_argument("--calib-count", type=_positive, default=16, help="images used for the report (default 16)")
     p.add_argument("--gt", type=Path, help="masks of the calibration images: adds float vs integer SOD metrics")
     p.add_argument("--target", default="loihi2", help="target whose widths the integers fit (loihi2, loihi1)")
     _time_flags(p)
@@ -404,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path,
                    help="folder for the saliency PNGs (graphs with time: a .npz file, one array per Output node)")
     _time_flags(p)
-    p.add_argument("--batch-size", type=int, help="images per batch (default 8; lava 16: one pipeline fill each)")
+    p.add_argument("--batch-size", type=_positive, help="images per batch (default 8; lava 16: one pipeline fill each)")
     p.add_argument("--cluster", metavar="SPEC",
                    help="spread the batches over Ray workers: local (one per core), local:N, or a cluster's address")
     p.set_defaults(func=cmd_simulate)
@@ -416,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="oheo-gulch (1 chip), kapoho-point (8), hala-point (1152), auto (the smallest that holds it)")
     p.add_argument("-o", "--output", required=True, type=Path, help="build folder")
     p.add_argument("--images", type=Path, help="images to measure spike counts for the energy report")
-    p.add_argument("--count", type=int, default=8, help="how many of --images (default 8)")
+    p.add_argument("--count", type=_positive, default=8, help="how many of --images (default 8)")
     p.add_argument("--share-weights", action="store_true",
                    help="count convolution weights once (weight sharing) instead of per synapse")
     p.set_defaults(func=cmd_compile)
@@ -442,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", type=Path, help="integer NIR file")
     p.add_argument("--images", type=Path, help="folder of images (LENS-Net graphs)")
     p.add_argument("--inputs", type=Path, help="graphs with time: a .npy array B×T×(input shape)")
-    p.add_argument("--count", type=int, default=1, help="how many images (default 1)")
+    p.add_argument("--count", type=_positive, default=1, help="how many images (default 1)")
     p.add_argument("--backends", nargs=2, metavar=("A", "B"), choices=("fast", "reference", "lava"),
                    help="the two backends (default: fast lava; graphs with time: fast reference)")
     p.set_defaults(func=cmd_diff)
@@ -454,31 +527,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training sets as NAME/split under the data root")
     p.add_argument("--out", type=Path, required=True, help="run folder (resumed when it has state.pt)")
     p.add_argument("--cache", type=Path, help="folder for the decoded-image cache (default: --out)")
-    p.add_argument("--input-size", type=int, help="square input side (default: the variant's)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--decay-rate", type=float, default=0.1)
-    p.add_argument("--decay-epochs", type=int, default=30)
+    p.add_argument("--input-size", type=_positive, help="square input side (default: the variant's)")
+    p.add_argument("--epochs", type=_positive, default=100)
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--lr", type=_positive_real, default=1e-4)
+    p.add_argument("--decay-rate", type=_positive_real, default=0.1)
+    p.add_argument("--decay-epochs", type=_positive, default=30)
     p.add_argument("--schedule", choices=("step", "cosine"), default="step",
                    help="step: ×decay-rate every decay-epochs; cosine: from --lr to --min-lr over --epochs")
-    p.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs (cosine)")
-    p.add_argument("--min-lr", type=float, default=0.0, help="final learning rate (cosine)")
+    p.add_argument("--warmup-epochs", type=_natural, default=0, help="linear warm-up epochs (cosine)")
+    p.add_argument("--min-lr", type=_real, default=0.0, help="final learning rate (cosine)")
     p.add_argument("--augment", choices=("geometric", "full"), default="geometric",
                    help="geometric: crops, flips, rotations; full: + multi-scale crops and colour jitter")
-    p.add_argument("--clip", type=float, default=0.5, help="element-wise gradient clamp")
+    p.add_argument("--clip", type=_positive_real, default=0.5, help="element-wise gradient clamp")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--holdout", type=int, default=100, help="training pairs held out for validation")
-    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
-    p.add_argument("--save-every", type=int, default=50, help="save the resume state every N steps")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps (resume later)")
-    p.add_argument("--max-pairs", type=int, default=0, help="use only the first N pairs (tests)")
+    p.add_argument("--holdout", type=_natural, default=100, help="training pairs held out for validation")
+    p.add_argument("--val-every", type=_positive, default=1, help="validate every N epochs")
+    p.add_argument("--save-every", type=_natural, default=50, help="save the resume state every N steps")
+    p.add_argument("--max-steps", type=_natural, help="stop after this many steps (resume later)")
+    p.add_argument("--max-pairs", type=_natural, default=0, help="use only the first N pairs (tests)")
     p.add_argument("--init", metavar="CKPT_OR_NAME",
                    help="start a new run from these weights (e.g. fine-tune at 352 a model pretrained at 128)")
     p.add_argument("--qat", action="store_true",
                    help="quantization-aware fine-tuning of --init: weights on the loihi2 integer grid in the "
                         "forward pass, BatchNorm frozen; the saved weights are the grid's")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=_positive, help="torch CPU threads")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("zoo", help="list or describe the model zoo")
@@ -494,13 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     zr.add_argument("--command", dest="command_line", required=True, help="the command that trains/resumes it")
     zr.add_argument("--hardware", help="where it was trained (default: this machine)")
     zr.add_argument("--half", action="store_true", help="store float16 weights")
-    zr.add_argument("--snap", type=int, metavar="SIZE",
+    zr.add_argument("--snap", type=_positive, metavar="SIZE",
                     help="snap weights and biases to the loihi2 integer grid at SIZE² first (qat.snap) and "
                          "store them as int8 grid weights")
     zr.add_argument("--notes", default="", help="a paragraph for the model card (e.g. what the metrics mean)")
     zs = zsub.add_parser("snap", help="(maintainers) put a zoo model's weights on the integer grid, int8 storage")
     zs.add_argument("name")
-    zs.add_argument("--size", type=int, required=True, help="the input side it is deployed at")
+    zs.add_argument("--size", type=_positive, required=True, help="the input side it is deployed at")
     zs.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
     zs.add_argument("--status", help="the registry's new status line")
     zs.add_argument("--native", action="store_true",
@@ -508,7 +581,83 @@ def build_parser() -> argparse.ArgumentParser:
                          "choose it on the hold-out split (benchmarks/holdout_sizes.py)")
     zs.add_argument("--notes", help="replace the model card's notes paragraph")
     p.set_defaults(func=cmd_zoo)
+    for leaf in _leaves(parser):
+        leaf.add_argument("--max-memory", type=_positive_real, metavar="GIB",
+                          help=f"memory limit in GiB (default 4, or ${MEMORY_ENV}): a NIR file declaring more, "
+                               "a larger input size or image is refused before anything is allocated")
     return parser
+
+
+FILE_INPUTS = ("checkpoint", "init", "graph", "inputs")
+# Per command: the arguments it writes, and the arguments it reads with their nouns.
+IO: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    "predict": (("out",), (("checkpoint", "checkpoint"), ("images", "image folder"))),
+    "evaluate": (("json",), (("pred", "prediction folder"), ("gt", "mask folder"))),
+    "export": (("output", "summary_json"), (("checkpoint", "checkpoint"),)),
+    "quantize": (("output",), (("graph", "graph"), ("calib", "calibration data"), ("gt", "mask folder"))),
+    "simulate": (("out",), (("graph", "graph"), ("images", "image folder"), ("inputs", "input array"))),
+    "compile": (("output",), (("graph", "graph"), ("images", "image folder"))),
+    "run": (("output",), (("checkpoint", "checkpoint"), ("images", "image folder"), ("gt", "mask folder"))),
+    "train": (("out", "cache"), (("sets", "training set"), ("init", "checkpoint"))),
+    "zoo": ((), (("run", "run folder"), ("data_root", "data root"))),
+}
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, str | os.PathLike[str] | None]]:
+    """What a command reads, as ``(noun, path)`` (``IO``); a zoo name stands for its checkpoint file."""
+    found = []
+    for attr, noun in IO.get(args.command, ((), ()))[1]:
+        value = getattr(args, attr, None)
+        if attr == "sets":  # train: the training sets under the data root
+            found += [("training set", Path(args.data_root) / s) for s in (value or [])]
+            continue
+        if attr in ("checkpoint", "init") and value is not None and not Path(value).exists():
+            from .model_zoo.registry import zoo_checkpoint
+
+            value = zoo_checkpoint(str(value))
+        if attr in FILE_INPUTS and value is not None and Path(value).is_dir():
+            continue  # not the file it should be: the command says so; no folder to keep outputs out of
+        found.append((noun, value))
+    return found
+
+
+def _outputs(args: argparse.Namespace) -> list[Path]:
+    if args.command == "zoo" and getattr(args, "zoo_command", None) in ("register", "snap"):
+        from importlib.util import find_spec
+
+        spec = find_spec("lensnet_deploy.model_zoo")  # its folder, without importing it (and torch)
+        return [Path(next(iter(spec.submodule_search_locations or []))).resolve()] if spec else []
+    return [Path(v) for v in (getattr(args, a, None) for a in IO.get(args.command, ((), ()))[0]) if v is not None]
+
+
+def _check_io(args: argparse.Namespace) -> list[Path]:
+    """Refuse outputs that are inputs, lie inside input folders, or name one file twice; return the
+    outputs' topmost folders that do not exist yet (removed again if the command fails, when empty)."""
+    from .datasets import check_outputs_apart
+
+    outputs = _outputs(args)
+    resolved = [o.resolve() for o in outputs]
+    for i, o in enumerate(resolved):
+        if o in resolved[:i] and not (args.command == "train" and o == resolved[0]):
+            raise LensNetDeployError(f"{outputs[i]}: given for two outputs; give each its own path")
+    check_outputs_apart(outputs, _inputs(args))
+    created = []
+    for out in outputs:
+        top = None
+        for folder in [out, *out.parents]:
+            if folder.exists() or folder.is_symlink():
+                break
+            top = folder
+        if top is not None:
+            created.append(top)
+    return created
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove folders a failed command created and left holding nothing but empty folders."""
+    for top in folders:
+        if top.is_dir() and not top.is_symlink() and all(p.is_dir() for p in top.rglob("*")):
+            shutil.rmtree(top, ignore_errors=True)
 
 
 def run(argv: Sequence[str] | None = None,
@@ -518,23 +667,41 @@ def run(argv: Sequence[str] | None = None,
     parser = parser_factory()
     args = parser.parse_args(argv)
     interrupt.install()
+    memory_env = os.environ.get(MEMORY_ENV)
+    if getattr(args, "max_memory", None) is not None:
+        os.environ[MEMORY_ENV] = repr(args.max_memory)
+    created: list[Path] = []
+    code = EXIT_INTERNAL
     try:
-        return int(args.func(args))
+        created = _check_io(args)
+        code = int(args.func(args))
+        return code
     except LensNetDeployError as err:
         print(f"lensnet-deploy {args.command}: error: {err}", file=sys.stderr)
-        return int(getattr(err, "exit_code", EXIT_INPUT))
+        code = int(getattr(err, "exit_code", EXIT_INPUT))
+        return code
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         print(f"lensnet-deploy {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
-        return EXIT_INPUT
+        code = EXIT_INPUT
+        return code
     except KeyboardInterrupt:
         print(f"lensnet-deploy {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
+        return code
     except Exception as err:  # noqa: BLE001 - anything else is our bug, said so in one line
         where = _innermost_frame(err)
         print(f"lensnet-deploy {args.command}: internal error (a bug in lensnet-deploy, please report it at "
               f"{ISSUES_URL} with this line): {type(err).__name__}: {err}{where}", file=sys.stderr)
-        return EXIT_INTERNAL
+        code = EXIT_INTERNAL
+        return code
+    finally:
+        if code not in (EXIT_OK, EXIT_INTERRUPTED):  # a failed command leaves no empty output folders
+            _remove_empty(created)
+        if memory_env is None:
+            os.environ.pop(MEMORY_ENV, None)
+        else:
+            os.environ[MEMORY_ENV] = memory_env
 
 
 def _innermost_frame(err: BaseException) -> str:

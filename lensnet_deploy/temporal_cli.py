@@ -73,7 +73,8 @@ def quantize(graph: nir.NIRGraph, calib: Path, dt: float | None, method: str, re
         ratio = ""
         if tau is not None:
             k = dt / np.asarray(tau, np.float64) if method == "euler" else 1 - np.exp(-dt / np.asarray(tau))
-            ratio = f"{float(np.mean(np.broadcast_to(layer.dv, k.shape) / 4096 / k)):.5f}"
+            k = np.broadcast_to(k, layer.shape).reshape(-1)
+            ratio = f"{float(np.mean(layer.dv / 4096 / k)):.5f}"
         exps = ",".join(str(p.weight_exp) for p in layer.paths)
         if layer.spiking:
             f, i = flt.spikes[name].numpy(), run.values[name]

@@ -195,8 +195,9 @@ def test_quantize_and_simulate_commands(tmp_path, micro_ckpt):
                "-o", tmp_path / "m2.q.nir")
     assert proc.returncode == 0, proc.stderr
     assert "float vs integer on the 3 calibration images" in proc.stdout and "Δ (int − float)" in proc.stdout
-    one_line_error(cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--gt", tmp_path, "-o", tmp_path / "x.nir"),
-                   "no mask files")
+    (tmp_path / "no-masks").mkdir()  # (an output may not lie inside an input folder: the masks' is apart)
+    one_line_error(cli("quantize", float_nir, "--calib", SAMPLES / "Image", "--gt", tmp_path / "no-masks",
+                       "-o", tmp_path / "x.nir"), "no mask files")
     proc = cli("simulate", int_nir, "--images", SAMPLES / "Image", "--out", tmp_path / "maps")
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "maps").glob("*.png"))) == 12

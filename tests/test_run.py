@@ -2,13 +2,17 @@
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLES
 
 from lensnet_deploy import DatasetError, save_lensnet
-from lensnet_deploy.pipeline import fresh, run_pipeline
+from lensnet_deploy.pipeline import run_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,8 @@ def test_run_writes_every_artifact_and_the_report(small_run):
     for name in ("model.nir", "model.q.nir", "build/build.json", "build/energy.json", "build/firing_rates.png",
                  "metrics.json", "summary.json", "report.html", "report/saliency_grid.png"):
         assert (out / name).exists(), name
-    assert [line.split("]")[0] for line in log[:-1]] == ["[run "] * 6
+    assert [line.split("]")[0] for line in log[:-1]] == ["[run "] * 7
+    assert all(line.endswith(": no earlier output") for line in log[:-1])
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"float", "integer"} and 0 <= metrics["integer"]["mae"] <= 1
     page = (out / "report.html").read_text()
@@ -52,25 +57,29 @@ def test_run_writes_every_artifact_and_the_report(small_run):
     assert (out / "report" / "per_image_delta_s.png").exists() and (out / "report" / "worst_images.png").exists()
 
 
-def test_a_second_run_skips_fresh_steps_and_redoes_stale_ones(small_run):
+def test_a_second_run_skips_what_its_record_matches_and_redoes_what_is_missing(small_run, tmp_path, monkeypatch):
+    from lensnet_deploy import provenance
+
     base, ckpt, images, gt, _, _ = small_run
+    out = tmp_path / "out"
+    shutil.copytree(base / "out", out)  # the records hold contents, not times or paths: a copy is up to date
+    hashed: list[str] = []
+    sha = provenance.file_sha256
+    monkeypatch.setattr(provenance, "file_sha256", lambda path: hashed.append(str(path)) or sha(path))
     log: list[str] = []
-    run_pipeline(str(ckpt), images, gt, base / "out", board="kapoho-point", log=log.append)
-    assert all(line.startswith("[skip]") for line in log[:-1])
+    run_pipeline(str(ckpt), images, gt, out, board="kapoho-point", log=log.append)
+    assert all(line.startswith("[skip]") for line in log[:-1]) and len(log) == 8, log
+    assert len(hashed) == len(set(hashed)) and str(ckpt) in hashed  # each file read once
+    monkeypatch.undo()
     future = time.time() + 5
-    os.utime(base / "out" / "model.q.nir", (future, future))  # a newer integer graph: later steps are stale
+    os.utime(out / "model.q.nir", (future, future))  # a newer time with the same content changes nothing
+    stem = sorted(images.iterdir())[0].stem
+    (out / "maps" / "float" / f"{stem}.png").unlink()
     log.clear()
-    run_pipeline(str(ckpt), images, gt, base / "out", board="kapoho-point", log=log.append)
-    assert [line[:6] for line in log[:-1]] == ["[skip]", "[skip]", "[skip]", "[run ]", "[run ]", "[run ]"]
-
-
-def test_fresh_compares_modification_times(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.write_text("x")
-    assert not fresh([b], [a])
-    b.write_text("y")
-    os.utime(a, (1, 1))
-    assert fresh([b], [a])
+    run_pipeline(str(ckpt), images, gt, out, board="kapoho-point", log=log.append)
+    assert [line[:6] for line in log[:5]] == ["[skip]", "[skip]", "[run ]", "[skip]", "[skip]"], log
+    assert log[2] == "[run ] float maps: 1 output missing"
+    assert (out / "maps" / "float" / f"{stem}.png").exists() and (out / "report.html").exists()
 
 
 def test_run_refuses_bad_inputs(small_run, tmp_path):
@@ -116,7 +125,8 @@ def test_a_run_interrupted_and_rerun_finishes(tmp_path, small_run):
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    while not (out / "model.nir").exists() and proc.poll() is None and time.time() < deadline:
+    # the export's record is written after its outputs: from then on the run is quantizing
+    while not (out / ".provenance" / "export.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
@@ -155,3 +165,94 @@ def test_a_ctrl_c_that_python_swallows_still_stops_the_run(small_run, tmp_path):
         assert not (tmp_path / "out" / "model.nir").exists()
     finally:
         interrupt._INTERRUPTED.clear()
+
+
+# ---- provenance through the installed command line: what reruns, and why ----
+
+EXE = shutil.which("lensnet-deploy") or str(Path(sys.executable).with_name("lensnet-deploy"))
+
+
+def _cli(cwd, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _steps(stdout: str) -> dict[str, str]:
+    """step → "run" or "skip", from ``[run ] compile (loihi2, auto): why`` lines."""
+    steps = {}
+    for line in stdout.splitlines():
+        if line.startswith(("[run ]", "[skip]")):
+            steps[line[7:].split(":")[0].split(" (")[0]] = line[1:5].strip()
+    return steps
+
+
+def _copy_run(small_run, where):
+    base, ckpt, images, gt, _, _ = small_run
+    shutil.copytree(images, where / "Image")
+    shutil.copytree(gt, where / "GT")
+    shutil.copytree(base / "out", where / "out")  # the records hold contents, not paths or times
+    return ckpt, where / "Image", where / "GT", where / "out"
+
+
+def test_another_board_recompiles_and_reports_only_and_a_board_too_small_leaves_no_report(small_run, tmp_path):
+    ckpt, images, gt, out = _copy_run(small_run, tmp_path)
+    args = ("run", ckpt, "--images", images, "--gt", gt, "-o", out, "--board")
+    run = _cli(tmp_path, *args, "hala-point")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _steps(run.stdout) == {"export": "skip", "quantize": "skip", "float maps": "skip",
+                                  "integer simulation": "skip", "compile": "run", "evaluate": "skip",
+                                  "report": "run"}, run.stdout
+    assert "[run ] compile (loihi2, hala-point): board changed kapoho-point → hala-point" in run.stdout
+    assert "[run ] report: board changed kapoho-point → hala-point" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["board"] == "hala-point" and summary["build"]["board"] == "hala-point"
+    assert "build on hala-point" in (out / "report.html").read_text()
+
+    small = _cli(tmp_path, *args, "oheo-gulch")  # lensnet-micro at 64² needs 3 chips; Oheo Gulch has one
+    assert small.returncode == 3, small.stdout + small.stderr
+    assert small.stderr.startswith("lensnet-deploy run: error:") and len(small.stderr.splitlines()) == 1
+    assert "[run ] compile (loihi2, oheo-gulch): board changed hala-point → oheo-gulch" in small.stdout
+    # nothing left that claims a build: no build folder, no summary, no report
+    assert not [p for p in ("build", "summary.json", "report.html", "report") if (out / p).exists()]
+
+
+def test_a_changed_image_redoes_its_maps_and_what_depends_on_them(small_run, tmp_path):
+    ckpt, images, gt, out = _copy_run(small_run, tmp_path)
+    first, second, third = sorted(images.iterdir())
+    maps = out / "maps" / "integer"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in maps.glob("*.png")}
+    first.write_bytes(second.read_bytes())
+    run = _cli(tmp_path, "run", ckpt, "--images", images, "--gt", gt, "-o", out, "--board", "kapoho-point")
+    assert run.returncode == 0, run.stderr[-2000:]
+    # compile too: the build's energy per image is measured on the (first 8) images
+    assert _steps(run.stdout) == {"export": "skip", "quantize": "skip", "float maps": "run",
+                                  "integer simulation": "run", "compile": "run", "evaluate": "run",
+                                  "report": "run"}, run.stdout
+    for step in ("float maps", "integer simulation (fast)", "compile (loihi2, kapoho-point)"):
+        assert f"[run ] {step}: 1 image changed" in run.stdout
+    assert "[run ] evaluate: 1 float map changed; 1 integer map changed" in run.stdout
+    # the changed image's map is that of its new content; the others were not rewritten
+    assert (maps / f"{first.stem}.png").read_bytes() != before[f"{first.stem}.png"][0]
+    assert (maps / f"{first.stem}.png").read_bytes() == (maps / f"{second.stem}.png").read_bytes()
+    for p in (second, third):
+        assert (maps / f"{p.stem}.png").stat().st_mtime_ns == before[f"{p.stem}.png"][1]
+    old, new = (json.loads((where / "metrics.json").read_text())["integer"]["per_image_smeasure"]
+                for where in (small_run[0] / "out", out))
+    assert new[first.stem] != old[first.stem] and new[third.stem] == old[third.stem]
+
+
+def test_simulate_redoes_only_the_map_of_a_changed_image(small_run, tmp_path):
+    base = small_run[0]
+    images = tmp_path / "Image"
+    shutil.copytree(small_run[2], images)
+    graph, sim = base / "out" / "model.q.nir", tmp_path / "sim"
+    assert "wrote 3 saliency maps" in _cli(tmp_path, "simulate", graph, "--images", images, "--out", sim).stdout
+    first, second, third = sorted(images.iterdir())
+    written = {p.name: p.stat().st_mtime_ns for p in sim.glob("*.png")}
+    first.write_bytes(second.read_bytes())
+    again = _cli(tmp_path, "simulate", graph, "--images", images, "--out", sim)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "wrote 1 saliency maps" in again.stdout
+    assert "; 2 already there from the same model and image content, reused" in again.stdout
+    assert (sim / f"{first.stem}.png").read_bytes() == (sim / f"{second.stem}.png").read_bytes()
+    for p in (second, third):
+        assert (sim / f"{p.stem}.png").stat().st_mtime_ns == written[f"{p.stem}.png"]

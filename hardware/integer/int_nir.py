@@ -19,6 +19,12 @@ bilinear_int       x (C×H×W)                    exact ``(2f)²`` × bilinear (
 The attention extension keeps its float name with ``scale = 1`` and the real
 value of one integer step in ``unit``. The graph metadata ``lensnet.integer``
 holds the semantics version and widths.
+
+Reading (``from_int_nir``) goes through one validator, :mod:`.validate`: every
+integer parameter is read whole and must hold integers (NaN, fractions and
+values beyond int64 are refused, not cast), a spike plane's thresholds must be
+one value per channel over all its cells, and the finished graph's parameters
+must fit the widths it records (``validate.check_integer_graph``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from ...export.from_nir import Dialect, from_nir
 from ...export.ir import Graph, Node
 from ...export.to_nir import FLOAT_LOWERING, Lowering, to_nir
 from . import ops as I
+from . import validate as V
 
 WEIGHT_EXP_KEY, SHIFT_KEY = "lensnet.weight_exp", "lensnet.shift"  # Conv2d: weight = mantissa << exp
 LUT_KEY, REAL_SCALE_KEY = "lensnet.lut", "lensnet.real_scale"
@@ -93,10 +100,11 @@ INTEGER_EXTENSIONS: dict[str, C.Extension] = {
     "attention": C.Extension(3, lambda a, n: I.IntAttention(heads=int(a["heads"]), unit=float(a["unit"]))),
     "upsample_nearest": C.FLOAT_EXTENSIONS["upsample_nearest"],
     "global_maxpool": C.FLOAT_EXTENSIONS["global_maxpool"],
-    "sigmoid_table": C.Extension(1, lambda a, n: I.SigmoidTable(z_shift=a["z_shift"], z_lo=a["z_lo"], z_hi=a["z_hi"],
-                                                               lut=np.asarray(n.metadata[LUT_KEY], np.int64))),
-    "gate_fixed": C.Extension(2, lambda a, n: I.IntGate(mult=a["mult"], r=int(a["r"]))),
-    "bilinear_int": C.Extension(1, lambda a, n: I.IntBilinear(factor=int(a["factor"]))),
+    "sigmoid_table": C.Extension(1, lambda a, n: I.SigmoidTable(
+        z_shift=V.integers("z_shift", a["z_shift"]), z_lo=V.integers("z_lo", a["z_lo"]),
+        z_hi=V.integers("z_hi", a["z_hi"]), lut=V.integers(LUT_KEY, n.metadata[LUT_KEY]))),
+    "gate_fixed": C.Extension(2, lambda a, n: I.IntGate(mult=V.integers("mult", a["mult"]), r=V.integer("r", a["r"]))),
+    "bilinear_int": C.Extension(1, lambda a, n: I.IntBilinear(factor=V.integer("factor", a["factor"]))),
 }
 
 
@@ -121,19 +129,23 @@ class IntegerDialect(Dialect):
         meta = node.metadata or {}
         if WEIGHT_EXP_KEY not in meta or SHIFT_KEY not in meta:
             raise C.NIRConventionError(f"node {name}: an integer Conv2d needs {WEIGHT_EXP_KEY} and {SHIFT_KEY}")
-        exp = int(np.asarray(meta[WEIGHT_EXP_KEY]))
-        w = np.asarray(weight)
-        if not np.array_equal(w, np.rint(w)):
-            raise C.NIRConventionError(f"node {name}: integer weights are not integers")
-        w_int = w.astype(np.int64)
-        if np.any(w_int & ((1 << exp) - 1)):
-            raise C.NIRConventionError(f"node {name}: integer weights are not multiples of 2^{exp}")
-        return I.IntConv(w_int=w_int >> exp, b_int=np.asarray(node.bias, np.int64), exp=exp,
-                         shift=np.asarray(meta[SHIFT_KEY], np.int64), **geometry)
+        exp = V.integer(f"node {name}: {WEIGHT_EXP_KEY}", meta[WEIGHT_EXP_KEY])
+        if not 0 <= exp <= V.MAX_SHIFT:
+            raise GraphError(f"node {name}: {WEIGHT_EXP_KEY} {exp} outside 0..{V.MAX_SHIFT}")
+        w_int = V.integers(f"node {name}: weight", weight)
+        rest = (w_int & ((1 << exp) - 1)) != 0
+        if rest.any():
+            i = tuple(int(k) for k in np.argwhere(rest)[0])
+            raise GraphError(f"node {name}: weight {int(w_int[i])} at {list(i)} is not a multiple of 2^{exp} "
+                             f"({WEIGHT_EXP_KEY})")
+        return I.IntConv(w_int=w_int >> exp, b_int=V.integers(f"node {name}: bias", node.bias), exp=exp,
+                         shift=V.integers(f"node {name}: {SHIFT_KEY}", meta[SHIFT_KEY]), **geometry)
 
     def spike(self, name: str, D: int, sources: list, planes: list[nir.Threshold]) -> O.Op:
-        theta = np.stack([np.asarray(p.threshold)[:, 0, 0] for p in planes], 1)
-        return I.IntSpike(D=D, theta=theta.astype(np.int64), sources=sources)
+        theta = [V.channel_thresholds(f"node {name}.s{k + 1}: threshold", p.threshold) for k, p in enumerate(planes)]
+        if len({t.shape for t in theta}) != 1:
+            raise GraphError(f"node {name}: its {D} threshold planes have different channel counts")
+        return I.IntSpike(D=D, theta=np.stack(theta, 1), sources=sources)
 
     def sum_pool(self, name: str, node: nir.NIRNode) -> O.Op:
         return I.SumPool()
@@ -149,5 +161,9 @@ INTEGER = IntegerDialect()
 
 
 def from_int_nir(graph: nir.NIRGraph) -> Graph:
-    """The integer IR of a NIR graph written by ``quantize``."""
-    return from_nir(graph, INTEGER)
+    """The integer IR of a NIR graph written by ``quantize``, every parameter checked
+    (:mod:`.validate`): a file that breaks a rule is one ``GraphError`` naming the node, the
+    parameter and the value."""
+    ir = from_nir(graph, INTEGER)
+    V.check_integer_graph(ir)
+    return ir

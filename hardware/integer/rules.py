@@ -1,10 +1,11 @@
 """Checks of integer graphs: their own widths (a malformed file), and a target's design rules.
 
-``check_integer_graph`` refuses an integer graph whose parameters break the
-widths it declares (docs/integer_semantics.md): a :class:`GraphError`, bad
-input. ``check_design_rules`` runs the named rules of a target on a graph
-and raises :class:`DesignRuleError` naming the first layer, the rule, the
-limit and the value (as Rockpool's Xylo mapper does): the target cannot hold it.
+``check_integer_graph`` (from :mod:`.validate`, the one validator of integer
+parameters) refuses an integer graph whose parameters break the widths it
+declares (docs/integer_semantics.md): a :class:`GraphError`, bad input.
+``check_design_rules`` runs the named rules of a target on a graph and raises
+:class:`DesignRuleError` naming the first layer, the rule, the limit and the
+value (as Rockpool's Xylo mapper does): the target cannot hold it.
 """
 
 from __future__ import annotations
@@ -13,39 +14,15 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ...errors import DesignRuleError, GraphError
+from ...errors import DesignRuleError
 from ...export import ops as O
 from ...export.ir import Graph, Node
 from ..target.chips import Target
 from . import ops as I
-from .semantics import WIDE_MAX, count_bits
+from .semantics import count_bits
+from .validate import WIDE_SOURCES, check_integer_graph
 
-WIDE_SOURCES = (I.SumPool, I.IntAttention)  # spikes after these compare 64-bit words (embedded cores)
-
-
-def check_integer_graph(ir: Graph) -> None:
-    """Refuse an integer graph whose parameters break the widths it declares."""
-    if ir.integer is None:
-        raise GraphError("this step needs an integer graph: run quantize first")
-    weight_max = 2 ** (int(ir.integer.get("weight_bits", 8)) - 1) - 1
-    state_bits = int(ir.integer.get("state_bits", 24))
-    state_max = 2 ** (state_bits - 1) - 1
-    for n in ir:
-        op = n.op
-        if isinstance(op, I.IntConv):
-            if np.abs(op.w_int).max(initial=0) > weight_max:
-                raise GraphError(f"layer {n.name}: weight mantissa outside int{weight_max.bit_length() + 1} "
-                                 f"(|w| ≤ {weight_max})")
-            if np.abs(op.b_int).max(initial=0) > state_max:
-                raise GraphError(f"layer {n.name}: bias does not fit the {state_bits}-bit state")
-        elif isinstance(op, I.IntSpike):
-            wide = isinstance(ir.nodes[n.inputs[0]].op, WIDE_SOURCES)
-            limit = WIDE_MAX if wide else state_max
-            if np.abs(op.theta).max(initial=0) > limit:
-                raise GraphError(f"layer {n.name}: threshold {int(np.abs(op.theta).max()):,} overflows "
-                                 f"{64 if wide else state_bits} bits")
-            if np.any(np.diff(op.theta, axis=1) < 0):
-                raise GraphError(f"layer {n.name}: thresholds are not increasing with the count")
+__all__ = ["RULES", "check_design_rules", "check_integer_graph", "design_rule_violations"]
 
 
 Rule = Callable[[Graph, Node, Target], Iterator[DesignRuleError]]

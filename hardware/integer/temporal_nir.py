@@ -21,6 +21,7 @@ from ...errors import GraphError
 from ..target.chips import load_target
 from . import cuba
 from .temporal import ONE, WEIGHT_MAX, Layer, Path, TemporalIntModel
+from .validate import integers
 
 KEY = "lensnet.temporal"
 LAYER_KEY, PATH_KEY = "lensnet.cuba", "lensnet.synapse"
@@ -72,11 +73,8 @@ def is_temporal_integer(graph: nir.NIRGraph) -> bool:
 
 
 def _int(node: str, key: str, value, lo: int, hi: int) -> np.ndarray:
-    a = np.asarray(value)
-    if a.dtype.kind not in "iuf" or not np.isfinite(a.astype(np.float64)).all() or \
-            not np.array_equal(a.astype(np.float64), np.rint(a.astype(np.float64))):
-        raise GraphError(f"node {node}: {key} must be integers, got {a.reshape(-1)[:3].tolist()}")
-    a = a.astype(np.int64)
+    """``value`` read whole as integers (the one validator: no NaN, fraction or wrap) within lo..hi."""
+    a = integers(f"node {node}: {key}", value)
     if a.size and (a.min() < lo or a.max() > hi):
         bad = int(a.min()) if a.min() < lo else int(a.max())
         raise GraphError(f"node {node}: {key} {bad} is outside {lo}..{hi}")
