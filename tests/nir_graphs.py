@@ -40,16 +40,18 @@ def cuba_recurrent(rng) -> nir.NIRGraph:
                                ("cuba", "output")])
 
 
+def _conv_if_pool(rng, r: float) -> dict:
+    """Conv2d(2→4, 3×3) with a bias → IF → SumPool2d(2) on an 8×8 input: the head of both CNNs."""
+    return {"conv": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0, 0.5, (4, 2, 3, 3)), stride=1, padding=1,
+                               dilation=1, groups=1, bias=rng.normal(0, 0.05, 4)),
+            "if1": nir.IF(r=np.full((4, 8, 8), r), v_threshold=np.full((4, 8, 8), 1.0)),
+            "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))}
+
+
 def if_cnn(rng, dt: float = 1e-3) -> nir.NIRGraph:
     """A spiking CNN (SpikingJelly/Norse shape): Conv2d → IF → SumPool2d → Flatten → Affine → IF."""
     r = 1.0 / dt  # SpikingJelly writes IF with R = 1/dt: v += I per step
-    return nir.NIRGraph(nodes={**_io([2, 8, 8], [5]),
-                               "conv": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0, 0.5, (4, 2, 3, 3)),
-                                                  stride=1, padding=1, dilation=1, groups=1,
-                                                  bias=rng.normal(0, 0.05, 4)),
-                               "if1": nir.IF(r=np.full((4, 8, 8), r), v_threshold=np.full((4, 8, 8), 1.0)),
-                               "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                                                     padding=np.array([0, 0])),
+    return nir.NIRGraph(nodes={**_io([2, 8, 8], [5]), **_conv_if_pool(rng, r),
                                "flat": nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0),
                                "fc": nir.Affine(weight=rng.normal(0, 0.3, (5, 64)), bias=rng.normal(0, 0.05, 5)),
                                "if2": nir.IF(r=np.full(5, r), v_threshold=np.full(5, 1.0))},
@@ -60,17 +62,11 @@ def if_cnn(rng, dt: float = 1e-3) -> nir.NIRGraph:
 def if_conv(rng, dt: float = 1e-3) -> nir.NIRGraph:
     """Conv2d → IF → SumPool2d → Conv2d → IF: a spiking CNN without Flatten (which Norse misreads)."""
     r = 1.0 / dt
-    return nir.NIRGraph(nodes={**_io([2, 8, 8], [3, 4, 4]),
-                               "conv1": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0, 0.5, (4, 2, 3, 3)),
-                                                   stride=1, padding=1, dilation=1, groups=1,
-                                                   bias=rng.normal(0, 0.05, 4)),
-                               "if1": nir.IF(r=np.full((4, 8, 8), r), v_threshold=np.full((4, 8, 8), 1.0)),
-                               "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                                                     padding=np.array([0, 0])),
+    return nir.NIRGraph(nodes={**_io([2, 8, 8], [3, 4, 4]), **_conv_if_pool(rng, r),
                                "conv2": nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 0.5, (3, 4, 3, 3)),
                                                    stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(3)),
                                "if2": nir.IF(r=np.full((3, 4, 4), r), v_threshold=np.full((3, 4, 4), 1.0))},
-                        edges=[("input", "conv1"), ("conv1", "if1"), ("if1", "pool"), ("pool", "conv2"),
+                        edges=[("input", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "conv2"),
                                ("conv2", "if2"), ("if2", "output")])
 
 
