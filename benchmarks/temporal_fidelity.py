@@ -19,15 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from nir_graphs import GRAPHS, spike_inputs  # noqa: E402
 
 from lensnet_deploy.export.temporal import run_temporal  # noqa: E402
-from lensnet_deploy.hardware.integer.temporal import ONE, quantize_temporal, run_fast  # noqa: E402
+from lensnet_deploy.hardware.integer.temporal import quantize_temporal, run_fast  # noqa: E402
 
 DT = 1e-3
 RATE, AMPLITUDE = 0.2, 2.0  # input spikes per step, graded value of a spike
-
-
-def sqnr(exact: np.ndarray, approx: np.ndarray) -> float:
-    noise = float(((exact - approx) ** 2).sum())
-    return float("inf") if noise == 0 else 10 * np.log10(float((exact**2).sum()) / noise)
 
 
 def main() -> None:
@@ -56,13 +51,7 @@ def main() -> None:
             tau = getattr(node, "tau", getattr(node, "tau_mem", None))
             ideal = None if tau is None else np.broadcast_to(DT / np.asarray(tau, np.float64), layer.shape).reshape(-1)
             ratio = "—" if ideal is None else f"{float(np.mean(layer.dv / 4096 / ideal)):.5f}"
-            summed: dict = {}
-            for p in layer.paths:
-                if p.source != ONE:
-                    key = (p.source, p.delay, id(p.float_weights))
-                    exact, approx = summed.get(key, (p.float_weights, 0.0))
-                    summed[key] = (exact, approx + p.weights * 2.0**p.weight_exp)
-            q = min(sqnr(exact, approx) for exact, approx in summed.values())
+            q = layer.weight_sqnr()
             if layer.spiking:
                 f, i = flt.spikes[lname].numpy(), run.values[lname]
                 equal = f"{100 * float(np.mean(f == i)):.2f} %"

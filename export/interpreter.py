@@ -197,7 +197,16 @@ def run_nir_full(graph: nir.NIRGraph, images: torch.Tensor, spikes: bool = True,
     return NIRRun(tuple(values[o] for o in outputs), counts)
 
 
-def run_nir(graph: nir.NIRGraph, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Execute ``graph`` in float64 on ``images``; for LENS-Net the logits ``(p1, p2, p3, p4)``."""
+def run_nir(graph: nir.NIRGraph, images: torch.Tensor, dt: float | None = None, method: str = "euler",
+            reset: str | None = None):
+    """Execute ``graph`` in float64 on ``images``; for LENS-Net the logits ``(p1, p2, p3, p4)``. A NIR
+    graph with time runs on input sequences (B×T×shape) with time step ``dt`` (``export.temporal``):
+    the result is a ``TemporalRun`` (every Output node per step, every spiking node's spikes)."""
+    from .temporal import is_temporal, run_temporal
+
+    if is_temporal(graph):
+        if dt is None:
+            raise C.NIRConventionError("a NIR graph with time carries no time step: give dt")
+        return run_temporal(graph, images, dt, method, reset)
     with torch.no_grad():
         return run_nir_full(graph, images, spikes=False).outputs

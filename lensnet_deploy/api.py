@@ -72,6 +72,7 @@ class QuantizeReport:
 
 
 def quantize(graph: nir.NIRGraph, images: torch.Tensor | None = None, target: str | Target = "loihi2",
+             *, dt: float | None = None, method: str = "euler", reset: str | None = None,
              **options) -> nir.NIRGraph:
     """Float lensnet NIR graph → integer NIR graph (docs/integer_semantics.md), within the
     widths of ``target`` (a name or a ``Target``).
@@ -85,7 +86,24 @@ def quantize(graph: nir.NIRGraph, images: torch.Tensor | None = None, target: st
     not observed). ``images`` (optional, B×3×H×W) are only checked against the graph's input,
     so that images of another size fail here in one line rather than in ``simulate``; what
     images show (observed maxima, spike agreement with the float model, saturations, metrics)
-    is the report of ``quantize_with_report``."""
+    is the report of ``quantize_with_report``.
+
+    A NIR graph with time (LIF, CubaLIF, IF, LI, … from snnTorch, Norse, SpikingJelly: docs/nir.md)
+    needs ``dt`` (seconds per step) and ``images`` as calibration input sequences B×T×(input shape);
+    ``method`` is ``euler`` or ``exact``, ``reset`` overrides the graph's; ``weight_bits`` (8 or 16,
+    default 16) is an option. The result is its integer model in Loihi 2's CUBA formats."""
+    from .export.temporal import is_temporal
+
+    if is_temporal(graph):
+        from .hardware.integer.temporal import quantize_temporal
+        from .hardware.integer.temporal_nir import to_nir
+
+        if dt is None or images is None:
+            raise LensNetDeployError("a NIR graph with time needs dt and calibration input sequences (B×T×shape)")
+        unknown = set(options) - {"weight_bits"}
+        if unknown:
+            raise LensNetDeployError(f"unknown options for a graph with time: {', '.join(sorted(unknown))}")
+        return to_nir(quantize_temporal(graph, np.asarray(images), dt, method, reset, **options))
     _check_images(graph, images)
     return quantize_with_report(graph, None, target=target, **options)[0]
 
@@ -197,6 +215,12 @@ def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backe
     ``batch_size`` images spread over its workers, each building the backend once
     (``lensnet_deploy.cluster``). The merged result equals a one-process run.
     """
+    if isinstance(int_graph, nir.NIRGraph):
+        from .hardware.integer.temporal_nir import from_nir as temporal_from_nir
+        from .hardware.integer.temporal_nir import is_temporal_integer
+
+        if is_temporal_integer(int_graph):  # a graph with time: B×T×(input shape) sequences in
+            return _simulate_temporal(temporal_from_nir(int_graph), images, backend)
     if backend not in BACKENDS:
         raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     model = prepare(int_graph)
@@ -206,3 +230,20 @@ def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backe
         return simulate_on_cluster(model, images, backend, cluster, batch_size)
     with torch.no_grad():
         return model.simulate(images, backend)
+
+
+def _simulate_temporal(model, inputs, backend: str):
+    """An integer model of a graph with time on ``fast``, ``reference`` or ``lava`` (Lava's own
+    bit-accurate processes): every Output node's values and every layer's spikes per step
+    (``IntRun``, aligned with the float reference)."""
+    from .hardware.integer import temporal as T
+
+    if backend == "lava":
+        from .hardware.lava.temporal import run_lava
+
+        return run_lava(model, inputs)
+    runners = {"fast": T.run_fast, "reference": T.run_reference}
+    if backend not in runners:
+        raise LensNetDeployError(f"unknown backend {backend!r} for a graph with time (available: fast, reference, "
+                                 "lava)")
+    return runners[backend](model, inputs)

@@ -66,7 +66,7 @@ def quantize(graph: nir.NIRGraph, calib: Path, dt: float | None, method: str, re
     flt = run_temporal(graph, x, dt, method, reset, record_voltages=True)
     run = T.run_fast(model, x)
     print(f"{'layer':<18}{'kind':<9}{'neurons':>8}{'dv':>6}{'du':>6}  {'k realised/k':>13}  "
-          f"{'weight exps':<14}{'spikes equal':>13}{'count Δ':>9}")
+          f"{'weight exps':<14}{'SQNR dB':>8}{'spikes equal':>13}{'count Δ':>9}")
     for name, layer in model.layers.items():
         node = graph.nodes[name]
         tau = getattr(node, "tau", getattr(node, "tau_mem", None))
@@ -84,7 +84,8 @@ def quantize(graph: nir.NIRGraph, calib: Path, dt: float | None, method: str, re
             equal, delta = "(voltage)", ""
         du = int(np.max(layer.du))
         print(f"{name[:17]:<18}{layer.kind:<9}{layer.size:>8}{int(np.max(layer.dv)):>6}"
-              f"{du if du < 4095 else '—':>6}  {ratio:>13}  {exps[:13]:<14}{equal:>13}{delta:>9}")
+              f"{du if du < 4095 else '—':>6}  {ratio:>13}  {exps[:13]:<14}{layer.weight_sqnr():>8.1f}{equal:>13}"
+              f"{delta:>9}")
     write_nir(to_nir(model), output)
     print(f"wrote {output}: {len(model.layers)} CUBA layers, latency {model.latency} chip steps")
 

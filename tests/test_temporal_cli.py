@@ -166,3 +166,19 @@ def test_a_file_norses_own_exporter_wrote(tmp_path, capsys):
     f, i = np.load(tmp_path / "f.npz"), np.load(tmp_path / "i.npz")
     assert f["output"].shape == i["output"].shape == (4, 30, 3)
     assert np.mean(f["output"] == i["output"]) > 0.97
+
+
+def test_the_python_api_takes_graphs_with_time():
+    import lensnet_deploy as L
+
+    rng = np.random.default_rng(13)
+    graph = GRAPHS["li_readout"](rng)
+    x = spike_inputs(graph, rng, batch=2, steps=20, amplitude=2.0)
+    flt = L.run_nir(graph, x, dt=1e-3)
+    q = L.quantize(graph, x, dt=1e-3)
+    fast, ref = L.simulate(q, x), L.simulate(q, x, backend="reference")
+    assert np.array_equal(fast.outputs["output"], ref.outputs["output"])
+    assert fast.outputs["output"].shape == tuple(flt.outputs["output"].shape) == (2, 20, 2)
+    assert np.array_equal(fast.values["lif"], flt.spikes["lif"].numpy())
+    with pytest.raises(L.LensNetDeployError, match="needs dt"):
+        L.quantize(graph, x)

@@ -75,6 +75,21 @@ class Layer:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    def weight_sqnr(self) -> float:
+        """The worst SQNR (dB) of its synaptic weights against the float ones they stand for (the
+        two bytes of a 16-bit weight summed); inf when exact."""
+        groups: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for p in self.paths:
+            if p.source != ONE:
+                exact, approx = groups.get(id(p.float_weights), (p.float_weights, 0.0))
+                groups[id(p.float_weights)] = (exact, approx + p.weights * 2.0**p.weight_exp)
+        worst = float("inf")
+        for exact, approx in groups.values():
+            noise = float(((exact - approx) ** 2).sum())
+            if noise:
+                worst = min(worst, 10 * float(np.log10(float((exact**2).sum()) / noise)))
+        return worst
+
     def params(self) -> cuba.CubaParams:
         return cuba.CubaParams(du=self.du, dv=self.dv, vth=self.vth, bias_mant=self.bias_mant,
                                bias_exp=self.bias_exp)
