@@ -16,7 +16,17 @@ from lensnet_deploy.export.temporal import is_temporal, run_temporal
 DT = 1e-3
 
 
-def _norse(graph: nir.NIRGraph, x: np.ndarray, dt: float) -> torch.Tensor:
+def _voltage(state):
+    """The membrane voltage in a Norse neuron state (a state, or a tuple ending with the neuron's)."""
+    if hasattr(state, "v"):  # Norse's states are named tuples with a v field
+        return state.v
+    if isinstance(state, tuple):
+        return next((v for v in (_voltage(s) for s in reversed(state)) if v is not None), None)
+    return None
+
+
+def _norse(graph: nir.NIRGraph, x: np.ndarray, dt: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Norse's outputs per step and every neuron node's voltage per step."""
     from norse.torch.utils.import_nir import from_nir
 
     logging.disable(logging.WARNING)  # Norse warns that it ignores R (our graphs keep R = 1 where it matters)
@@ -25,12 +35,15 @@ def _norse(graph: nir.NIRGraph, x: np.ndarray, dt: float) -> torch.Tensor:
     finally:
         logging.disable(logging.NOTSET)
     xs = torch.from_numpy(x).float()
-    state, out = None, []
+    state, out, volts = None, [], {}
+    neurons = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF | nir.CubaLIF | nir.IF)]
     with torch.no_grad():
         for t in range(xs.shape[1]):
             y, state = module(xs[:, t], state)
             out.append(y)
-    return torch.stack(out, dim=1)
+            for k in neurons:
+                volts.setdefault(k, []).append(_voltage(state.state[k]).clone())
+    return torch.stack(out, dim=1), {k: torch.stack(v, dim=1) for k, v in volts.items()}
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
@@ -58,10 +71,14 @@ def test_equal_to_norses_nir_import(name):
     rng = np.random.default_rng(2)
     graph = NORSE_LOADS[name](rng)
     x = spike_inputs(graph, rng, amplitude=2.0)
-    ours = run_temporal(graph, x, DT).outputs["output"]
-    norse = _norse(graph, x, DT).double()
+    run = run_temporal(graph, x, DT, record_voltages=True)
+    ours = run.outputs["output"]
+    norse, volts = _norse(graph, x, DT)
     assert ours.sum() > 0
-    assert torch.equal(ours, norse), f"{int((ours != norse).sum())} of {ours.numel()} spikes differ"
+    assert torch.equal(ours, norse.double()), f"{int((ours != norse).sum())} of {ours.numel()} spikes differ"
+    for k, v in volts.items():  # voltages to float32 rounding (Norse runs float32, we float64)
+        err = float((v.double() - run.voltages[k]).abs().max())
+        assert err <= 1e-5 * max(1.0, float(run.voltages[k].abs().max())), (k, err)
 
 
 def test_lif_steps_by_hand_euler_and_exact():
