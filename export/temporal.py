@@ -41,12 +41,13 @@ SPIKING = (nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold)
 PRIMITIVES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumPool2d,
               nir.AvgPool2d, nir.Flatten, nir.Delay, nir.Threshold, nir.I, nir.IF, nir.LI, nir.LIF, nir.CubaLI,
               nir.CubaLIF)
-TEMPORAL = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I, nir.Delay, nir.Threshold)
+TEMPORAL = STATEFUL  # a graph needs time when something in it keeps state (Threshold alone is static)
 
 
 def is_temporal(graph: nir.NIRGraph) -> bool:
-    """A graph of NIR's standard primitives with at least one neuron, threshold or delay (the graphs
-    other tools write), as opposed to this tool's LENS-Net files."""
+    """A graph of NIR's standard primitives with at least one neuron, integrator or delay (the graphs
+    other tools write), as opposed to this tool's LENS-Net files and static graphs of convolutions and
+    thresholds (``run_nir`` runs those in one pass)."""
     from .convention import uses_convention
 
     nodes = graph.nodes.values()
