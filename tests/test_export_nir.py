@@ -196,8 +196,10 @@ def test_run_nir_on_plain_graphs_from_other_tools():
                               "lif": nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
                               "output": nir.Output(output_type={"output": np.array([2])})},
                        edges=[("input", "lif"), ("lif", "output")], metadata={})
-    with pytest.raises(C.NIRConventionError, match="stateful LIF"):
+    with pytest.raises(C.NIRConventionError, match="carries no time step: give dt"):  # a graph with time
         run_nir(lif, torch.zeros(1, 2))
+    run = run_nir(lif, np.full((1, 3, 2), 1.5), dt=0.5)  # the temporal reference (export/temporal.py)
+    assert run.outputs["output"][0, :, 0].tolist() == [0.0, 1.0, 0.0]  # v: 0.75, 1.125 (fires, to 0), 0.75
 
 
 @pytest.mark.parametrize("name", ["lensnet-tiny", "lensnet"])
