@@ -11,6 +11,8 @@ import importlib as _importlib
 _LAZY: dict[str, str] = {
     "LavaNetwork": ".lava.runner",
     "Target": ".target.chips",
+    "TemporalModel": ".model",
+    "compile_temporal": ".build",
     "lava_network": ".model",
     "load_target": ".target.chips",
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import LensNetDeployError
+from ..errors import UnavailableError
 from .build import load_build
 
 
@@ -39,11 +39,11 @@ def deploy(build_dir: str | os.PathLike[str]) -> None:
     ok, why = loihi2_available()
     processes = (build.description or {}).get("process_count", "?")
     if not ok:
-        raise LensNetDeployError(f"cannot deploy {folder}: {why}; the build ({build.placement.chips} chips, "
-                                 f"{build.placement.cores:,} cores on {build.board}, {processes} Lava processes) "
-                                 f"is complete in {folder}, its network described in network.json")
+        raise UnavailableError(f"cannot deploy {folder}: {why}; the build ({build.placement.chips} chips, "
+                               f"{build.placement.cores:,} cores on {build.board}, {processes} Lava processes) "
+                               f"is complete in {folder}, its network described in network.json")
     from lava.magma.core.run_configs import Loihi2HwCfg  # noqa: F401  (the chip's run configuration)
 
-    raise LensNetDeployError(f"cannot deploy {folder}: the network's processes of ours (embedded cores, host) "
-                             f"have Python models only; running them beside the chip needs lava-loihi's "
-                             f"host/embedded runtime, which this tool has not been tried with")
+    raise UnavailableError(f"cannot deploy {folder}: the network's processes of ours (embedded cores, host) "
+                           f"have Python models only; running them beside the chip needs lava-loihi's "
+                           f"host/embedded runtime, which this tool has not been tried with")

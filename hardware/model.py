@@ -127,3 +127,53 @@ def lava_network(
     from .lava.runner import LavaNetwork
 
     return LavaNetwork(IntegerModel.of(int_graph).plan(target), capacity, runtime, progress)
+
+
+class TemporalModel:
+    """An integer model of a NIR graph with time (integer semantics v4) with the same doors as
+    ``IntegerModel``: ``simulate`` on every backend, the Loihi network ``plan``, its ``target``."""
+
+    def __init__(self, graph) -> None:
+        from .integer.temporal import TemporalIntModel
+        from .integer.temporal_nir import from_nir
+
+        self.int = graph if isinstance(graph, TemporalIntModel) else from_nir(graph)
+        self._nir = None if isinstance(graph, TemporalIntModel) else graph
+
+    @property
+    def nir(self) -> nir.NIRGraph:
+        if self._nir is None:
+            from .integer.temporal_nir import to_nir
+
+            self._nir = to_nir(self.int)
+        return self._nir
+
+    @property
+    def target(self) -> str:
+        return "loihi2"
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """The input's shape (one input) or its neurons (several)."""
+        shapes = list(self.int.inputs.values())
+        return tuple(shapes[0]) if len(shapes) == 1 else (sum(int(torch.tensor(s).prod()) for s in shapes),)
+
+    def simulate(self, inputs, backend: str = "fast", period: int | None = None, runtime: str = "threads",
+                 seconds: dict | None = None, progress=None):
+        """Input sequences (B×T×shape) on ``backend``: an ``IntRun`` (every layer's values per step)."""
+        from .integer import temporal as T
+
+        if backend not in BACKENDS:
+            raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+        if backend == "lava":
+            from .lava.temporal import run_lava
+
+            return run_lava(self.int, inputs, period=period, runtime=runtime, seconds=seconds, progress=progress)
+        return (T.run_fast if backend == "fast" else T.run_reference)(self.int, inputs, period=period)
+
+    def plan(self, steps: int, period: int | None = None, target: str | Target | None = None,
+             bits: int = 0) -> NetworkPlan:
+        """The Loihi 2 network that streams samples of ``steps`` steps (``loihi.temporal``)."""
+        from .loihi.temporal import temporal_plan
+
+        return temporal_plan(self.int, steps, period, load_target(self.target if target is None else target), bits)

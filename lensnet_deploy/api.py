@@ -21,6 +21,7 @@ from .hardware.integer.quantize import quantize_ir
 from .hardware.integer.result import SimResult
 from .hardware.model import BACKENDS, IntegerModel
 from .hardware.target.chips import Target
+from .normalization import from_pixels, to_pixels
 
 QUANTIZE_OPTIONS = ("per_channel", "strict")
 
@@ -38,6 +39,7 @@ class QuantizeReport:
     saturation: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     per_image_delta_s: list[float] = field(default_factory=list)  # S integer − S float, per calibration image
+    image_names: list[str] = field(default_factory=list)  # the calibration images' file names, when known
 
     def format(self, top: int = 8) -> str:
         lines = ["layer                                              bits  SQNR dB   bound      observed"]
@@ -65,8 +67,10 @@ class QuantizeReport:
             lines.append(format_table(self.metrics))
         if self.per_image_delta_s:
             d = np.abs(np.array(self.per_image_delta_s))
+            worst = int(d.argmax())
+            name = self.image_names[worst] if len(self.image_names) == len(d) else f"image {worst + 1}"
             lines.append(f"image by image, S integer − S float: mean |ΔS| {d.mean():.4f}, worst "
-                         f"{self.per_image_delta_s[int(d.argmax())]:+.4f} (image {int(d.argmax()) + 1}); "
+                         f"{self.per_image_delta_s[worst]:+.4f} ({name}); "
                          f"{int((d <= 0.01).sum())} of {len(d)} images within ±0.01")
         return "\n".join(lines)
 
@@ -83,10 +87,12 @@ def quantize(graph: nir.NIRGraph, images: torch.Tensor | None = None, target: st
 
     Nothing is calibrated: shifts come from static worst-case bounds, which hold for every
     input, so the integer graph depends on the weights alone (and its 24-bit state is proven,
-    not observed). ``images`` (optional, B×3×H×W) are only checked against the graph's input,
-    so that images of another size fail here in one line rather than in ``simulate``; what
-    images show (observed maxima, spike agreement with the float model, saturations, metrics)
-    is the report of ``quantize_with_report``.
+    not observed). ``images`` (optional: B×3×H×W ImageNet-normalised floats, torchvision's
+    normalisation or ours, or uint8 pixels B×3×H×W / B×H×W×3) are only checked against the
+    graph's input, so that images of another size, or floats that are not whole pixels, fail
+    here in one line rather than in ``simulate``; what images show (observed maxima, spike
+    agreement with the float model, saturations, metrics) is the report of
+    ``quantize_with_report``.
 
     A NIR graph with time (LIF, CubaLIF, IF, LI, … from snnTorch, Norse, SpikingJelly: docs/nir.md)
     needs ``dt`` (seconds per step) and ``images`` as calibration input sequences B×T×(input shape);
@@ -108,18 +114,23 @@ def quantize(graph: nir.NIRGraph, images: torch.Tensor | None = None, target: st
     return quantize_with_report(graph, None, target=target, **options)[0]
 
 
-def _check_images(graph: nir.NIRGraph, images: torch.Tensor | None) -> None:
-    """A ``DatasetError`` unless ``images`` (when given) are B×3×H×W at the graph's input size."""
+def _check_images(graph: nir.NIRGraph, images: torch.Tensor | np.ndarray | None) -> torch.Tensor | None:
+    """The uint8 pixels (B×3×H×W) of ``images`` (``normalization.to_pixels``); a
+    ``DatasetError`` unless they are at the graph's input size and whole pixels."""
     if images is None:
-        return
+        return None
     from .export import convention
 
     size = (convention.model_info(graph) or {}).get("input_size")
     shape = tuple(getattr(images, "shape", ()))
+    if len(shape) == 4 and getattr(images, "dtype", None) in (torch.uint8, np.uint8) and shape[1] != 3 \
+            and shape[3] == 3:
+        shape = (shape[0], 3, shape[1], shape[2])  # B×H×W×3 pixels
     if len(shape) != 4 or shape[0] == 0 or shape[1] != 3 or (size and list(shape[2:]) != [int(s) for s in size]):
         want = f"3×{int(size[0])}×{int(size[1])}" if size else "3×H×W"
-        got = "×".join(map(str, shape)) if shape else type(images).__name__
+        got = "×".join(map(str, getattr(images, "shape", ()))) or type(images).__name__
         raise DatasetError(f"images of shape {got} do not fit the graph: it takes B×{want}")
+    return to_pixels(images)
 
 
 def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor | None = None,
@@ -127,12 +138,19 @@ def quantize_with_report(graph: nir.NIRGraph, calibration_images: torch.Tensor |
                          target: str | Target = "loihi2", **options) -> tuple[nir.NIRGraph, QuantizeReport]:
     """``quantize`` plus its report; ``masks`` (one per calibration image) add the float vs
     integer SOD metrics. Images go through both models ``batch_size`` at a time (the float
-    model's every layer is kept for the spike comparison)."""
+    model's every layer is kept for the spike comparison).
+
+    Images as ``quantize`` takes them. Both models read the same uint8 pixels
+    (``normalization.to_pixels``, exact or refused before anything runs): the integer model
+    those pixels, the float graph ``normalization.from_pixels`` of them (this project's rounded
+    mean, so both pad with the pixel ``PIXEL_OFFSET``). A torchvision-normalised tensor is thus
+    compared as the image it holds, not with the 0.28–0.47 pixel levels of shift the integer input cannot
+    carry; a ``load_images`` tensor reaches the float graph bit for bit as given."""
     unknown = set(options) - set(QUANTIZE_OPTIONS)
     if unknown:
         raise LensNetDeployError(f"unknown quantize options: {', '.join(sorted(unknown))} "
                                  f"(known: {', '.join(QUANTIZE_OPTIONS)})")
-    _check_images(graph, calibration_images)
+    calibration_images = _check_images(graph, calibration_images)
     ir = from_nir(graph)
     if masks is not None and (calibration_images is None or len(masks) != len(calibration_images)):
         raise LensNetDeployError("masks need one calibration image each")
@@ -161,9 +179,9 @@ def _calibration_report(ir, model: IntegerModel, images: torch.Tensor, masks: li
     scores = {"float": SODMetrics(), "integer": SODMetrics()} if masks is not None else {}
     p1 = ir.outputs()[0].name
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size]
+        x = images[start:start + batch_size]  # uint8 pixels
         run = model.fast(x, keep=gate_inputs, observe=True)
-        floats = run_ir(ir, x, keep=True)
+        floats = run_ir(ir, from_pixels(x), keep=True)
         for name, value in run.observed_max.items():
             observed[name] = max(observed.get(name, 0), value)
         for name in spikes:
@@ -202,8 +220,14 @@ def prepare(int_graph: IntegerModel | nir.NIRGraph) -> IntegerModel:
 
 def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backend: str = "fast",
              cluster: str | None = None, batch_size: int = 8) -> SimResult:
-    """Run an integer lensnet graph (a NIR graph or a prepared ``IntegerModel``) on ``images``
-    (ImageNet-normalised B×3×H×W).
+    """Run an integer lensnet graph (a NIR graph or a prepared ``IntegerModel``) on ``images``:
+    uint8 pixels (B×3×H×W or B×H×W×3) or ImageNet-normalised floats B×3×H×W, normalised
+    torchvision's way (``Normalize(IMAGENET_MEAN, IMAGENET_STD)`` on ``ToTensor()``) or this
+    project's (``load_images``: the mean rounded to whole pixel levels). The integer model reads
+    the exact uint8 pixels either tensor holds (``normalization.to_pixels``); a float tensor that
+    holds no uint8 pixels under either normalisation (resized or changed after normalising, another
+    mean or scale) is a ``DatasetError`` before anything runs. Compare with the float model on
+    ``normalization.float_input(images)``: the same pixels, padded with the same pixel.
 
     ``fast``: exact integers carried in float32 (each node's type chosen from a
     static bound); ``reference``: the int64 numpy oracle (slow, independent);
@@ -224,6 +248,11 @@ def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backe
     if backend not in BACKENDS:
         raise LensNetDeployError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     model = prepare(int_graph)
+    images = to_pixels(images)
+    if tuple(images.shape[2:]) != model.input_size:
+        h, w = model.input_size
+        raise DatasetError(f"images of {images.shape[2]}×{images.shape[3]} pixels do not fit the graph: it "
+                           f"takes B×3×{h}×{w}")
     if cluster is not None:
         from .cluster import simulate_on_cluster
 

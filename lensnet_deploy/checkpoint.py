@@ -1,13 +1,23 @@
-"""Load LENS-Net checkpoints (the authors' ``.pth`` and our safetensors) strictly."""
+"""Load LENS-Net checkpoints (the authors' ``.pth`` and our safetensors), strictly by default.
+
+Strict: every key of the model and nothing else, so a checkpoint of another variant or
+architecture is one clear error rather than a model with random layers. Profiling counters
+(thop's ``total_ops``/``total_params`` buffers, at any depth) change no output and are dropped
+with a note. ``strict=False`` (``--non-strict``) loads what the authors' inference.py loads
+(``load_state_dict(..., strict=False)``): extra keys ignored, missing ones left as
+initialised, each listed; a shape mismatch is refused either way (PyTorch refuses it too).
+Files are read with ``weights_only=True``: never code execution.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
+import sys
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +34,18 @@ GRID_TAG = "int8-grid"  # metadata "weights": weights stored as int8 times a flo
 GRID_SCALE = ".grid_scale"  # suffix of a grid weight's scale tensor
 GRID_MAX = torch.iinfo(torch.int8).max  # the storage format's range, not a target's
 GRID_TOLERANCE = 1e-4  # of one grid step: how far a float32 weight may sit from its integer
+# buffers a profiler leaves on every module (thop's profile): counters, never weights
+PROFILING_COUNTERS = ("total_ops", "total_params")
+NON_STRICT_HINT = "--non-strict (strict=False) loads what matches, as the authors' inference does"
+
+
+def _stderr_note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+def is_profiling_counter(key: str) -> bool:
+    """A key such as ``total_ops`` or ``backbone.conv.total_params`` (thop's buffers)."""
+    return key.rpartition(".")[2] in PROFILING_COUNTERS
 
 
 def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -37,8 +59,9 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{source}: no tensors found in the checkpoint")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    weights = [k for k in tensors if not is_profiling_counter(k)]  # a root counter carries no prefix
+    if weights and all(k.startswith("module.") for k in weights):
+        tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
     return tensors
 
 
@@ -150,24 +173,60 @@ def _describe(keys: list[str]) -> str:
     return shown + more
 
 
+def _keys(keys: list[str]) -> str:
+    return ", ".join(keys)
+
+
 def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, source: str,
-                     variant_name: str) -> None:
-    """Raise one CheckpointError naming missing, unexpected and mis-shaped keys."""
+                     variant_name: str, strict: bool = True,
+                     note: Callable[[str], None] | None = _stderr_note) -> dict[str, torch.Tensor]:
+    """The tensors of ``state`` that ``model`` loads, or one CheckpointError line.
+
+    Profiling counters the model lacks are dropped (with a ``note``). Strict: any missing or
+    unexpected key is an error naming them; ``strict=False``: they are listed in full through
+    ``note`` and left out (missing ones keep the model's initial values). A mis-shaped key, a
+    tensor of the wrong kind, NaN or Inf is always an error. ``note=None`` is silent."""
+    notes: list[str] = []  # said once everything is checked: a refused file gets its one error line only
     expected = model.state_dict()
+    counters = [k for k in state if k not in expected and is_profiling_counter(k)]
+    if counters:
+        notes.append(f"{source}: ignored {len(counters)} profiling counters ({_describe(counters)}; "
+                     f"{'/'.join(PROFILING_COUNTERS)} buffers a profiler such as thop adds), which change no output")
+    state = {k: v for k, v in state.items() if k not in counters}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shaped = [f"{k} {list(state[k].shape)}≠{list(v.shape)}" for k, v in expected.items()
               if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys ({_describe(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys ({_describe(unexpected)})")
-    if shaped:
-        problems.append(f"{len(shaped)} mis-shaped keys (file≠model: {_describe(shaped)})")
-    if problems:
-        raise CheckpointError(f"{source} does not match LENS-Net variant {variant_name!r}: " + "; ".join(problems))
+    matched = len(expected) - len(missing)
+    if strict:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing keys ({_describe(missing)})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys ({_describe(unexpected)})")
+        if shaped:
+            problems.append(f"{len(shaped)} mis-shaped keys (file≠model: {_describe(shaped)})")
+        if problems:
+            hint = f"; {NON_STRICT_HINT}" if matched and not shaped else ""
+            raise CheckpointError(f"{source} does not match LENS-Net variant {variant_name!r}: "
+                                  + "; ".join(problems) + hint)
+    else:
+        if shaped:
+            raise CheckpointError(f"{source} does not fit LENS-Net variant {variant_name!r} even without strict "
+                                  f"loading: {len(shaped)} mis-shaped keys (file≠model: {_describe(shaped)})")
+        if not matched:
+            raise CheckpointError(f"{source}: no key matches LENS-Net variant {variant_name!r} "
+                                  f"({len(unexpected)} keys, none of the model's {len(expected)}): not a LENS-Net "
+                                  f"checkpoint of this variant")
+        if unexpected:
+            notes.append(f"{source}: not strict: ignored {len(unexpected)} keys the model does not have: "
+                         f"{_keys(unexpected)}")
+        if missing:
+            notes.append(f"{source}: not strict: {len(missing)} keys of the model missing from the file keep their "
+                         f"initial values: {_keys(missing)}")
     for k, v in expected.items():  # real numbers that load exactly (float16/64 weights load as float32)
+        if k not in state:
+            continue
         got = state[k]
         wrong = got.is_complex() or got.dtype == torch.bool or (v.is_floating_point() and not got.is_floating_point())
         if not wrong and not v.is_floating_point() and got.is_floating_point():
@@ -175,9 +234,13 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
         if wrong:
             raise CheckpointError(f"{source}: tensor {k} is stored as {_dtype(got)}; LENS-Net holds it as "
                                   f"{_dtype(v)}")
-    for k, v in state.items():
+    loaded = {k: v for k, v in state.items() if k in expected}
+    for k, v in loaded.items():
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise CheckpointError(f"{source}: tensor {k} holds NaN or Inf values")
+    for text in notes if note is not None else ():
+        note(text)
+    return loaded
 
 
 def _config_from_meta(meta: Mapping[str, str], source: str) -> LensNetConfig | None:
@@ -190,8 +253,9 @@ def _config_from_meta(meta: Mapping[str, str], source: str) -> LensNetConfig | N
 
 
 def load_lensnet(path_or_name: str | os.PathLike[str],
-                 variant: str | LensNetConfig | dict | None = None) -> LensNet:
-    """Build a LENS-Net and load a checkpoint strictly; returns it in eval mode.
+                 variant: str | LensNetConfig | dict | None = None, strict: bool = True,
+                 note: Callable[[str], None] | None = _stderr_note) -> LensNet:
+    """Build a LENS-Net and load a checkpoint, strictly by default; returns it in eval mode.
 
     ``path_or_name`` is a checkpoint file (the authors' ``.pth``/``.pt``: bare
     state_dict, or under ``state_dict``/``model``, ``module.`` prefixes removed;
@@ -199,6 +263,13 @@ def load_lensnet(path_or_name: str | os.PathLike[str],
     ``variant`` (a name of ``VARIANTS``, a config or a dict) fixes the shape;
     by default it comes from the file's metadata, else the authors' full model.
     ``model.input_size`` is the zoo's native size, else the variant's.
+
+    ``strict`` (default): the file holds exactly the model's keys; profiling counters
+    (``total_ops``/``total_params`` at any depth, as thop adds) are dropped with a note.
+    ``strict=False`` loads what the authors' inference.py loads (``strict=False`` there):
+    keys the model lacks are ignored and keys the file lacks keep their initial values, every
+    one of them listed through ``note`` (default: stderr; None: silent). A mis-shaped key is a
+    :class:`CheckpointError` either way.
     """
     text = os.fspath(path_or_name)
     path = Path(text)
@@ -226,8 +297,8 @@ def load_lensnet(path_or_name: str | os.PathLike[str],
         config = _config_from_meta(meta, str(path)) or variant_config(None)
         name = meta.get("lensnet_variant", "lensnet")
     model = LensNet(config)
-    check_state_dict(state, model, str(path), name)
-    model.load_state_dict(state, strict=True)
+    state = check_state_dict(state, model, str(path), name, strict=strict, note=note)
+    model.load_state_dict(state, strict=strict)
     return model.eval()
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DatasetError
-from .normalization import INPUT_MEAN, INPUT_STD
+from .normalization import INPUT_MEAN, INPUT_STD, from_pixels
 
 if TYPE_CHECKING:
     import torch
@@ -190,23 +190,35 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     return to_gray_uint8(_open(Path(path)))
 
 
-def normalize(rgb: Image.Image, size: tuple[int, int] | None) -> torch.Tensor:
-    """The authors' preprocessing: bilinear resize to ``size`` (H, W), /255, the ImageNet
-    mean (rounded to whole pixel levels, ``normalization.py``) and std."""
+def pixels(rgb: Image.Image, size: tuple[int, int] | None) -> torch.Tensor:
+    """The authors' resize: bilinear to ``size`` (H, W), as 3×H×W uint8 pixels."""
     import torch
 
     if size is not None:
         h, w = size
         rgb = rgb.resize((int(w), int(h)), Image.BILINEAR)
     arr = np.asarray(rgb, dtype=np.uint8)
-    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255)
-    mean = torch.tensor(INPUT_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(INPUT_STD, dtype=torch.float32).view(3, 1, 1)
-    return t.sub(mean).div(std)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def normalize(rgb: Image.Image, size: tuple[int, int] | None) -> torch.Tensor:
+    """The authors' preprocessing: bilinear resize to ``size`` (H, W), /255, the ImageNet
+    mean (rounded to whole pixel levels, ``normalization.py``) and std."""
+    return from_pixels(pixels(rgb, size))
+
+
+def load_pixels(paths: Sequence[str | os.PathLike[str]], size: tuple[int, int]) -> torch.Tensor:
+    """Read and resize image files into B×3×H×W uint8 pixels (what the integer model reads)."""
+    import torch
+
+    if not paths:
+        raise DatasetError("no images to load (a count of 0?)")
+    return torch.stack([pixels(read_image(p), size) for p in paths])
 
 
 def load_images(paths: Sequence[str | os.PathLike[str]], size: tuple[int, int]) -> torch.Tensor:
-    """Read and preprocess image files into a B×3×H×W tensor."""
+    """Read and preprocess image files into a B×3×H×W tensor (``from_pixels`` of
+    ``load_pixels``: the integer model recovers the pixels exactly)."""
     import torch
 
     if not paths:

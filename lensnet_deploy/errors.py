@@ -1,14 +1,13 @@
 """Exceptions with one-line messages; the CLI prints them and exits with their ``exit_code``.
 
 ``LensNetDeployError`` and its subclasses are problems with what the user
-gave (exit 2) or with what a target can hold (exit 3). Anything else that
+gave (exit 2), with what a target can hold (exit 3) or with what this machine
+lacks (exit 4: the input is fine, the system cannot run it). Anything else that
 escapes a command is a bug in lensnet-deploy (exit 1); :class:`InternalError`
 marks the invariants the code checks itself.
 """
 
 from __future__ import annotations
-
-ISSUES_URL = "https://github.com/lensnet-deploy/lensnet-deploy/issues"
 
 
 class LensNetDeployError(Exception):
@@ -37,6 +36,13 @@ class ResourceError(LensNetDeployError):
     """A model does not fit the asked neuromorphic board."""
 
     exit_code = 3
+
+
+class UnavailableError(LensNetDeployError):
+    """Valid input that this machine cannot run: a system or extension is missing (Intel's
+    lava-loihi for ``deploy``). Exit 4, so scripts tell it apart from bad input (2)."""
+
+    exit_code = 4
 
 
 class DesignRuleError(LensNetDeployError):

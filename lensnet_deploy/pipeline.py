@@ -7,13 +7,15 @@ skipped only when that record matches and its outputs exist, so an interrupted r
 where it stopped; otherwise it removes its stale outputs and runs again, saying why. A step
 that runs removes the summary and report first: a run that fails never leaves a report of
 another model, other images or another board. The maps are kept per image (``predict``'s
-manifest): a changed image is simulated again, the others are reused.
+manifest): a changed image is simulated again, the others are reused. ``times`` receives each
+step's seconds (``None``: skipped), which the CLI prints at the end with the metrics.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,15 +47,19 @@ def _remove_report(out: Path) -> None:
 
 
 def _step(name: str, rec: dict[str, Any], work: Callable[[], None], log: Callable[[str], None], out: Path,
-          stale: Callable[[], list[Path]] = lambda: []) -> None:
+          stale: Callable[[], list[Path]] = lambda: [], times: dict[str, float | None] | None = None) -> None:
     """Run ``work`` unless ``rec`` is the step's record on disk and its outputs exist; before
-    running, remove the record, the paths ``stale`` names and the report."""
+    running, remove the record, the paths ``stale`` names and the report. ``times[name]``: the
+    step's seconds, ``None`` when skipped."""
     interrupt.check()
     reason = why_rerun(read_record(out, rec["step"]), rec, out)
     if reason is None:
         log(f"[skip] {name}: up to date")
+        if times is not None:
+            times[name] = None
         return
     log(f"[run ] {name}: {reason}")
+    t0 = time.perf_counter()
     remove_record(out, rec["step"])  # a step half done never looks finished
     _remove_report(out)
     for path in stale():
@@ -61,6 +67,8 @@ def _step(name: str, rec: dict[str, Any], work: Callable[[], None], log: Callabl
     work()
     interrupt.check()  # a Ctrl-C swallowed during the step (in a weakref callback) stops the run here
     write_record(out, rec)
+    if times is not None:
+        times[name] = time.perf_counter() - t0
 
 
 def _other_maps(folder: Path, files: list[Path]) -> list[Path]:
@@ -84,24 +92,34 @@ def checkpoint_file(checkpoint: str) -> Path:
 
 def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, board: str = "auto",
                  target: str = "loihi2", log: Callable[[str], None] = print, backend: str = "fast",
-                 cluster: str | None = None) -> dict:
+                 cluster: str | None = None, size: tuple[int, int] | None = None,
+                 times: dict[str, float | None] | None = None) -> dict:
     """Run every step into ``out``; returns the summary written to ``out/summary.json``.
 
-    ``cluster`` (``local``, ``local:N`` or a Ray address) spreads the integer simulation's
-    batches over Ray workers (``lensnet_deploy.cluster``); the maps are the same, so it is not
-    part of the maps' record (the summary names it)."""
+    ``size``: the input size (default: the model's native one). ``cluster`` (``local``,
+    ``local:N`` or a Ray address) spreads the integer simulation's batches over Ray workers
+    (``lensnet_deploy.cluster``); the maps are the same, so it is not part of the maps' record
+    (the summary names it). ``times`` (a dict) receives each step's seconds, ``None`` if skipped."""
     from . import compile as compile_build
     from . import export_nir, load_lensnet, prepare, quantize
     from .export import read_nir, write_nir
     from .export.summary import summarize
     from .metrics import evaluate_dirs
     from .predict import check_output_dir, write_maps
+    from .progress import Phases, batch_bar, phase
 
     out = check_output_dir(out, images, *([gt] if gt else []))
     files = list_images(images)
     masks = [m for _, m in pair_files(files, list_images(gt, "mask"))] if gt is not None else []
     model = load_lensnet(checkpoint)
-    size = list(model.input_size)
+    if size is not None:  # refused in one line before anything is allocated
+        from .export import limits
+        from .model_zoo import check_input_size
+
+        check_input_size(size)
+        limits.check_memory(limits.activation_bytes(model.config.embed_dims[0], size[0], size[1], 8),
+                            f"run at {size[0]}x{size[1]} needs activations of about")
+    size = list(size or model.input_size)
     hashes = Hashes()
     ckpt_sha = hashes(checkpoint_file(checkpoint))
     image_shas = hashes.names(files)
@@ -111,30 +129,32 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
     model_args = {"model": str(checkpoint), "input_size": size}
 
     def do_export() -> None:
-        graph = export_nir(model, tuple(size))
+        with phase("export"):
+            graph = export_nir(model, tuple(size))
         write_text_atomic(out / "export-summary.json", json.dumps(summarize(graph).to_dict(), indent=1) + "\n")
         write_nir(graph, float_nir)  # last: the file an interrupted run is resumed after
 
     _step("export", record("export", model_args, {"checkpoint": ckpt_sha}, ["model.nir", "export-summary.json"]),
-          do_export, log, out, lambda: [float_nir, out / "export-summary.json"])
+          do_export, log, out, lambda: [float_nir, out / "export-summary.json"], times)
 
     # the integer graph depends on the weights alone (``quantize``); it is made for loihi2 whatever
     # ``target`` the build is for
     quantize_target = "loihi2"
 
     def do_quantize() -> None:
-        write_nir(quantize(read_nir(float_nir), target=quantize_target), int_nir)
+        with phase("quantize"):
+            write_nir(quantize(read_nir(float_nir), target=quantize_target), int_nir)
 
     _step("quantize", record("quantize", {"target": quantize_target}, {"model.nir": hashes(float_nir)},
-                             ["model.q.nir"]), do_quantize, log, out, lambda: [int_nir])
+                             ["model.q.nir"]), do_quantize, log, out, lambda: [int_nir], times)
 
     def do_float_maps() -> None:
         write_maps(files, tuple(size), float_dir, lambda x: model(x)[0], key=f"float {ckpt_sha} {size[0]}x{size[1]}",
-                   hashes=hashes)
+                   hashes=hashes, progress=lambda g, n: batch_bar(g, n, "float maps"))
 
     _step("float maps", record("float maps", model_args, {"checkpoint": ckpt_sha, "images": image_shas},
                                [f"maps/float/{m}" for m in maps_of]),
-          do_float_maps, log, out, lambda: _other_maps(float_dir, files))
+          do_float_maps, log, out, lambda: _other_maps(float_dir, files), times)
 
     prepared: dict = {}
 
@@ -157,26 +177,34 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
             def run_batches(loaders):
                 for index, result in map_batches(integer_model(), loaders, backend, cluster, full=False):
                     yield index, result.logits[0]
+        phases = None
+        if backend == "lava" and not cluster:  # bars for the network's build, start and steps
+            phases = Phases("Lava")
+            integer_model().lava(capacity=batch).progress = phases
         try:
             write_maps(files, tuple(size), int_dir, lambda x: integer_model().simulate(x, backend).logits[0], batch,
+                       progress=lambda g, n: batch_bar(g, n, f"integer maps ({backend})"),
                        run_batches=run_batches, key=f"integer {int_sha} {backend}", hashes=hashes)
         finally:
+            if phases is not None:
+                phases.close()
             integer_model().close()
 
     where = f", cluster {cluster}" if cluster else ""
     _step(f"integer simulation ({backend}{where})",
           record("integer simulation", {"backend": backend}, {"model.q.nir": int_sha, "images": image_shas},
                  [f"maps/integer/{m}" for m in maps_of]),
-          do_int_maps, log, out, lambda: _other_maps(int_dir, files))
+          do_int_maps, log, out, lambda: _other_maps(int_dir, files), times)
 
     def do_compile() -> None:
         x = torch.stack([normalize(read_image(p), tuple(size)) for p in files[:COMPILE_IMAGES]])
-        compile_build(integer_model(), target, board, images=x).save(out / "build")
+        with phase("compile"):
+            compile_build(integer_model(), target, board, images=x).save(out / "build")
 
     _step(f"compile ({target}, {board})",
           record("compile", {"target": target, "board": board},
                  {"model.q.nir": int_sha, "images": hashes.names(files[:COMPILE_IMAGES])}, ["build/build.json"]),
-          do_compile, log, out, lambda: [out / "build"])
+          do_compile, log, out, lambda: [out / "build"], times)
 
     metrics: dict = {}
     map_shas = {"float maps": hashes.names(float_dir / m for m in maps_of),
@@ -187,7 +215,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
             write_text_atomic(out / "metrics.json", json.dumps(rows, indent=1) + "\n")
 
         _step("evaluate", record("evaluate", {}, {**map_shas, "masks": hashes.names(masks)}, ["metrics.json"]),
-              do_metrics, log, out, lambda: [out / "metrics.json"])
+              do_metrics, log, out, lambda: [out / "metrics.json"], times)
         metrics = json.loads((out / "metrics.json").read_text())
     elif (out / "metrics.json").exists() or read_record(out, "evaluate"):  # no masks this time: no metrics
         remove_record(out, "evaluate")
@@ -216,7 +244,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
         write_report(out, files, gt, summary)
 
     _step("report", record("report", report_args, report_inputs, ["summary.json", "report.html"]),
-          do_report, log, out)
+          do_report, log, out, times=times)
     log(f"[done] report: {out / 'report.html'}")
     return json.loads((out / "summary.json").read_text())
 

@@ -1,8 +1,10 @@
-"""``quantize``, ``simulate`` and ``diff`` on NIR graphs with time (the graphs other tools write).
+"""``quantize``, ``simulate``, ``diff``, ``compile`` and ``run`` on NIR graphs with time (the graphs
+other tools write).
 
 Inputs are ``.npy`` arrays B×T×(input shape). ``simulate`` writes ``.npz`` files with one array per
 NIR Output node (B×T×shape, keyed by the node's name) aligned step for step with the float
-reference; integer runs also hold ``latency`` (the chip steps their layers lag the float graph).
+reference; integer runs also hold ``latency`` (the chip steps their layers lag the float graph) and
+Lava runs ``period`` (the steps between samples streamed through the one network).
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ import numpy as np
 from .errors import GraphError, LensNetDeployError
 
 
-def read_inputs(path: str | os.PathLike[str]) -> np.ndarray:
-    """A B×T×… array of numbers from a ``.npy`` file (never unpickled)."""
+def load_npy(path: str | os.PathLike[str], what: str = "input") -> np.ndarray:
+    """An array from a ``.npy`` file (never unpickled); one line naming the file when it is not one."""
     path = Path(path)
     if not path.is_file():
-        raise LensNetDeployError(f"{path}: no such input file")
+        raise LensNetDeployError(f"{path}: no such {what} file")
     try:
-        x = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise LensNetDeployError(f"{path}: not a .npy array ({str(err).splitlines()[0][:120]})") from None
+
+
+def read_inputs(path: str | os.PathLike[str]) -> np.ndarray:
+    """A B×T×… array of numbers from a ``.npy`` file (never unpickled)."""
+    x = load_npy(path)
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf" or x.ndim < 2:
         raise LensNetDeployError(f"{path}: inputs must be a numeric array B×T×(input shape), got "
                                  f"{getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', '?')}")
@@ -107,38 +114,61 @@ def simulate(graph: nir.NIRGraph, inputs: Path, backend: str, dt: float | None, 
         if not is_temporal_integer(graph):
             raise LensNetDeployError(f"--backend {backend} runs an integer graph: quantize this one first "
                                      "(lensnet-deploy quantize G.nir --calib X.npy --dt DT -o Q.nir)")
-        if backend not in ("fast", "reference"):
-            raise LensNetDeployError(f"backend {backend!r} does not run graphs with time yet "
-                                     "(available: float, fast, reference)")
-        model = from_nir(graph)
-        run = (T.run_fast if backend == "fast" else T.run_reference)(model, x)
-        arrays = {**run.outputs, "latency": np.array(model.latency)}
+        from .hardware.model import TemporalModel
+
+        model = TemporalModel(from_nir(graph))
+        extra = {}
+        if backend == "lava":
+            extra["period"] = np.array(T.stream_period(model.int, x))
+            seconds: dict = {}
+            run = model.simulate(x, "lava", period=int(extra["period"]), seconds=seconds,
+                                 progress=lambda s: print(s, flush=True))
+            print(f"Lava: built in {seconds['build']:.1f} s, ran {x.shape[0]} samples in {seconds['run']:.1f} s "
+                  f"through one network (period {int(extra['period'])} steps)")
+        else:
+            run = model.simulate(x, backend)
+        arrays = {**run.outputs, "latency": np.array(model.int.latency), **extra}
     write_npz(out, arrays)
-    shapes = ", ".join(f"{k} {'×'.join(map(str, v.shape))}" for k, v in arrays.items() if k != "latency")
+    shapes = ", ".join(f"{k} {'×'.join(map(str, v.shape))}" for k, v in arrays.items() if v.ndim)
     print(f"wrote {out}: {shapes} ({backend})")
 
 
 def diff(graph: nir.NIRGraph, inputs: Path, backends: list[str]) -> bool:
     """Compare two integer backends layer by layer, every step; True when every layer is equal."""
-    from .hardware.integer import temporal as T
     from .hardware.integer.temporal_nir import from_nir, is_temporal_integer
+    from .hardware.model import BACKENDS, TemporalModel
 
     if not is_temporal_integer(graph):
         raise GraphError("diff compares integer backends: quantize this graph first")
-    runners = {"fast": T.run_fast, "reference": T.run_reference}
     for b in backends:
-        if b not in runners:
-            raise LensNetDeployError(f"backend {b!r} does not run graphs with time yet (available: fast, reference)")
-    model = from_nir(graph)
+        if b not in BACKENDS:
+            raise LensNetDeployError(f"unknown backend {b!r} (available: {', '.join(BACKENDS)})")
+    model = TemporalModel(from_nir(graph))
     x = read_inputs(inputs)
-    a, b = (runners[name](model, x).values for name in backends)
-    for name in model.layers:
+    print(f"comparing {backends[0]} with {backends[1]} on {x.shape[0]} samples of {x.shape[1]} steps")
+    a, b = (model.simulate(x, name).values for name in backends)
+    for name in model.int.layers:
         differ = int(np.count_nonzero(a[name] != b[name]))
         if differ:
-            step = int(np.argwhere(a[name] != b[name])[0][1])
-            print(f"first difference at layer {name}, step {step} ({differ:,} values differ)")
+            sample, step = (int(i) for i in np.argwhere(a[name] != b[name])[0][:2])
+            print(f"first difference at layer {name}, sample {sample}, step {step} ({differ:,} values differ)")
             return False
-    steps = next(iter(a.values())).shape[1]
-    print(f"{backends[0]} and {backends[1]} equal on all {len(model.layers)} layers, every one of {steps} steps "
-          f"of {x.shape[0]} samples")
+    print(f"{backends[0]} and {backends[1]} equal on all {len(model.int.layers)} layers, every one of {x.shape[1]} "
+          f"steps of {x.shape[0]} samples")
     return True
+
+
+def compile_build(graph: nir.NIRGraph, inputs: Path | None, steps: int | None, target: str | None, board: str,
+                  output: Path):
+    """``compile`` of an integer graph with time: the build folder, its table printed."""
+    from .hardware.build import compile_temporal
+    from .hardware.integer.temporal_nir import is_temporal_integer
+    from .hardware.model import TemporalModel
+
+    if not is_temporal_integer(graph):
+        raise LensNetDeployError("compile takes an integer graph: quantize this graph with time first "
+                                 "(lensnet-deploy quantize G.nir --calib X.npy --dt DT -o Q.nir)")
+    x = read_inputs(inputs) if inputs is not None else None
+    build = compile_temporal(TemporalModel(graph), target, board, inputs=x, steps=steps)
+    out = build.save(output)
+    return build, out

@@ -1,6 +1,6 @@
 """Render a report in headless Chromium and check the screenshot is not blank.
 
-Usage: python scripts/check_report.py out/run/report.html [--png out/run/report/screenshot.png]
+Usage: python scripts/check_report.py out/demo/report.html [--png out/demo/report/screenshot.png]
 Needs Debian's chromium (`apt-get install chromium`). Exit 0 when the page
 rendered with real content, 1 when blank, 2 when Chromium is missing or fails.
 """

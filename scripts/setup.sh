@@ -5,15 +5,36 @@
 #   2. numpy<2 and Lava's real dependencies at versions with 3.11 wheels,
 #   3. lava-nc / lava-dl without their (wrong) Python-version metadata,
 #   4. norse without torchvision, then the rest and this package (editable), then Ray.
-# Idempotent: a second run only checks what is there.
+# Idempotent: on an installed tree a second run only checks what is there (the stamp below), so
+# it prints one line and no warnings; pip runs again when this script or pyproject.toml changed or
+# the stack does not import.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+STAMP=.venv/.lensnet-setup  # the sha256 of this script and pyproject.toml the stack was installed from
+WANT=$(cat scripts/setup.sh pyproject.toml | sha256sum | cut -d" " -f1)
+installed() {
+  [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && .venv/bin/python - <<'PY' 2>/dev/null
+import pathlib
+
+import lava.magma.core.run_configs  # noqa: F401
+import ray  # noqa: F401
+
+import lensnet_deploy
+
+# the editable install of this tree, not of another checkout
+assert pathlib.Path(lensnet_deploy.__file__).resolve().parent == pathlib.Path("lensnet_deploy").resolve()
+PY
+}
+if [ -x .venv/bin/python ] && installed; then
+  echo "setup: .venv ready ($(.venv/bin/python --version)), nothing to install"
+  exit 0
 fi
 PIP=".venv/bin/python -m pip"
-$PIP install --quiet --upgrade pip
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  $PIP install --quiet --upgrade pip  # a fresh venv's pip only: later runs keep the one they have
+fi
 $PIP install --quiet "torch==2.13.0"
 $PIP install --quiet "numpy==1.26.4" "scipy==1.13.1" "scikit-learn==1.6.1" \
   "asteval==0.9.33" "networkx==2.8.7" "scikit-image==0.22.0" h5py matplotlib
@@ -34,4 +55,5 @@ if [ -f "$SITE/tests/__init__.py" ] || [ -d "$SITE/tests/lava" ]; then
   rm -rf "$SITE/tests"
 fi
 .venv/bin/python -c "import lensnet_deploy, lava.magma.core.run_configs" \
+  && echo "$WANT" > "$STAMP" \
   && echo "setup: .venv ready ($(.venv/bin/python --version))"

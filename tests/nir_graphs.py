@@ -128,3 +128,13 @@ def spike_inputs(graph: nir.NIRGraph, rng, batch: int = 4, steps: int = 40, rate
     """Bernoulli spike trains (B×T×input shape) at ``rate`` per step."""
     shape = tuple(int(s) for s in np.asarray(graph.nodes["input"].input_type["input"]).reshape(-1))
     return (rng.random((batch, steps, *shape)) < rate).astype(np.float64) * amplitude
+
+
+def mixed_tau(rng) -> nir.NIRGraph:
+    """A LIF layer whose neurons have two membrane time constants (per-neuron τ, as Rockpool and
+    trained snnTorch models write): one Lava process per (du, dv) group on the chip."""
+    tau = np.where(np.arange(8) % 2 == 0, 4e-3, 1.2e-2)
+    return nir.NIRGraph(nodes={**_io([6], [8]),
+                               "fc": nir.Affine(weight=rng.normal(0.2, 0.6, (8, 6)), bias=np.zeros(8)),
+                               "lif": nir.LIF(tau=tau, r=np.ones(8), v_leak=np.zeros(8), v_threshold=np.full(8, 0.3))},
+                        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])

@@ -1,5 +1,6 @@
 """Loihi resources, placement, board errors and energy: hand-computed small graphs."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -50,9 +51,67 @@ def test_network_resources_hand_computed():
     assert res.neurons == 304 and res.synapses == 864 + 128 + 1152 + 128
     placement = place(res, load_target("loihi2"))
     assert (placement.cores, placement.chips, placement.lower_bound_chips) == (1, 1, 1)
+    # stored under Loihi 2's cited model (a Conv keeps its kernel per core): c1's kernel is 2 rows × 27
+    # taps, s2's Conv 8 rows × 8 plane inputs beside the relay's 128 sparse synapses, the head 1 × 8
+    assert res.weights == "shared"
+    assert [rows[n].stored for n in ("c1/relay", "s1", "s2", "head/relay")] == [54, 128, 128 + 64, 8]
+    dense = network_resources(plan, load_target("loihi2"), share_weights=False)
+    assert dense.weights == "dense" and [x.stored for x in dense.layers] == [x.synapses for x in dense.layers]
     # a larger input: what spans the image grows with its area
     four = network_resources(plan, load_target("loihi2"), area=4.0)
     assert four.neurons == 4 * 304 and four.synapses == 4 * res.synapses
+
+
+def test_a_kernel_is_stored_on_every_core_its_rows_span():
+    """Rows of 10 neurons with kernels of 1..4 weights: 2 cores hold rows 0-1 and 2-3 (10 weights);
+    3 cores of 14 neurons hold rows 0-1, 1-2, 2-3, so rows 1 and 2 are stored twice (15); 40 cores
+    of one neuron keep each row 10 times (100)."""
+    from lensnet_deploy.hardware.loihi.resources import kernel_copies
+
+    k = np.array([1, 2, 3, 4])
+    assert kernel_copies(k, 10, 40, 1) == 10 and kernel_copies(k, 10, 40, 2) == 10
+    assert kernel_copies(k, 10, 40, 3) == 15 and kernel_copies(k, 10, 40, 40) == 100
+    plan = build_plan(small_graph(), load_target("loihi2"))
+    # 8 neurons per core: c1's relay (2 rows of 16) takes 4 cores, each keeps its row's 27 taps
+    eight = dataclasses.replace(load_target("loihi2"), neurons_per_core=8)
+    rows = {x.name: x for x in network_resources(plan, eight).layers}
+    assert (rows["c1/relay"].cores, rows["c1/relay"].stored) == (4, 4 * 27)
+    assert (rows["s2"].cores, rows["s2"].stored) == (16, 16 * 8 + 128)
+    # 30 synapses per core: the 54 kernel weights need a second core (one row each, nothing repeated)
+    small = dataclasses.replace(load_target("loihi2"), synapses_per_chip=30 * 128)
+    rows = {x.name: x for x in network_resources(plan, small).layers}
+    assert (rows["c1/relay"].cores, rows["c1/relay"].stored) == (2, 54)
+
+
+def test_conv_weights_follow_the_target_file_and_cite_their_source():
+    loihi2, loihi1 = load_target("loihi2"), load_target("loihi1")
+    assert (loihi2.conv_weights, loihi2.shares_conv_weights) == ("shared", True)
+    assert "pull request 341" in loihi2.sources["conv_weights"] and "lava/proc/conv" in loihi2.sources["conv_weights"]
+    assert (loihi1.conv_weights, loihi1.shares_conv_weights) == ("dense", False) and loihi1.sources["conv_weights"]
+    with pytest.raises(LensNetDeployError, match="conv_weights 'both' is not one of shared, dense"):
+        _ = dataclasses.replace(loihi2, conv_weights="both").shares_conv_weights
+
+
+@pytest.fixture(scope="module")
+def tiny_256_plan():
+    from lensnet_deploy import load_lensnet
+    from lensnet_deploy.hardware.model import IntegerModel
+
+    target = load_target("loihi2")
+    return IntegerModel.of(quantize(export_nir(load_lensnet("lensnet-tiny"), (256, 256)))).plan(target), target
+
+
+def test_lensnet_tiny_at_256_both_weight_models(tiny_256_plan):
+    """The zoo's lensnet-tiny at its native 256² (docs/hardware.md): 36 chips with kernels stored per
+    core (the default, Hala Point); one synapse per pair, 8,432 cores on 66 chips (issue 31)."""
+    plan, target = tiny_256_plan
+    shared = network_resources(plan, target)
+    dense = network_resources(plan, target, share_weights=False)
+    assert shared.neurons == dense.neurons == 36_726_806 and shared.synapses == dense.synapses == 6_270_466_417
+    assert shared.shared_weights == 33_696_487 and shared.stored == 33_784_127 and dense.stored == 6_270_466_417
+    s, d = place(shared, target), place(dense, target)
+    assert (s.cores, s.chips, s.lower_bound_chips) == (4_505, 36, 36)
+    assert (d.cores, d.chips, d.lower_bound_chips) == (8_432, 66, 53)
 
 
 def test_big_layers_take_whole_cores_and_small_ones_share():

@@ -13,6 +13,7 @@ from conftest import SAMPLES
 
 from lensnet_deploy import DatasetError, save_lensnet
 from lensnet_deploy.pipeline import run_pipeline
+from lensnet_deploy.report import signed
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,11 @@ def test_run_writes_every_artifact_and_the_report(small_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"float", "integer"} and 0 <= metrics["integer"]["mae"] <= 1
     page = (out / "report.html").read_text()
-    # firing rates, the per-image ΔS histogram, the worst images, the saliency grid
-    assert page.count("data:image/png;base64,") == 4 and "S-measure" in page and "kapoho-point" in page
+    # firing rates, the per-image ΔS histogram; the grid's 3 rows and the one row that differs most, each
+    # under its file name (photo as JPEG, mask and maps as PNG)
+    assert 'alt="firing rates"' in page and 'alt="per-image delta S histogram"' in page
+    assert page.count('<span class="file">') == 3 + 1 and page.count("data:image/jpeg;base64,") == 3 + 1
+    assert "S-measure" in page and "kapoho-point" in page
     assert summary["build"]["chips"] == 3 and summary["images"] == 3
     # image by image: the mean of the per-image S-measures is the table's S-measure
     per = {k: metrics[k]["per_image_smeasure"] for k in ("float", "integer")}
@@ -53,7 +57,8 @@ def test_run_writes_every_artifact_and_the_report(small_run):
     delta = {k: per["integer"][k] - per["float"][k] for k in per["float"]}
     worst = max(delta, key=lambda k: abs(delta[k]))
     mean_abs = sum(abs(v) for v in delta.values()) / 3
-    assert f"mean |ΔS| {mean_abs:.4f}, worst {delta[worst]:+.4f}\n({worst})" in page
+    name = next(p.name for p in (base / "Image").iterdir() if p.stem == worst)
+    assert f"mean |ΔS| {mean_abs:.4f}, worst {signed(delta[worst])}\n({name})" in page
     assert (out / "report" / "per_image_delta_s.png").exists() and (out / "report" / "worst_images.png").exists()
 
 

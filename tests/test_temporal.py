@@ -1,7 +1,9 @@
 """The float reference of NIR graphs with time (export/temporal.py): every primitive's discretisation,
-recurrence, delays and resets, equal to Norse's NIR import on the graphs Norse loads, and one clear
+recurrence, delays and resets, equal to Norse's and snnTorch's NIR imports (spikes, and voltages to
+float32 rounding) on the graphs each loads, snnTorch's recurrent CubaLIF wiring pinned, and one clear
 error for a malformed foreign graph."""
 
+import copy
 import logging
 
 import nir
@@ -193,52 +195,157 @@ def test_inputs_dt_and_method_are_checked():
         run_temporal(g, np.full((2, 5, 6), np.nan), DT)
 
 
-def _snntorch(graph: nir.NIRGraph, x: np.ndarray) -> torch.Tensor:
+# --- snnTorch 1.0.0's import_from_nir ---------------------------------------------------------------
+# It fixes dt = 1e-4, needs v_leak = 0 and one threshold per layer (after scaling), CubaLIF with
+# R = τ_mem/dt, and imports IF only with R = 1 (as a leaky neuron, β = 0.9). Of the eight shapes it runs
+# lif_chain, conv1d (nirtorch's own Conv1d) and a feed-forward CubaLIF as we do, and cuba_recurrent
+# differently (below); it refuses if_cnn and if_conv (IF with R = 1/dt), li_readout (LI), delayed (Delay)
+# and biases_everywhere (v_leak); subtractive loads but resets to zero whatever the graph's metadata says.
+SNNTORCH_DT = 1e-4
+
+
+def _at_snntorch_dt(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """A graph written for dt = 1e-3 with every τ divided by 10: the same dt/τ per step at snnTorch's
+    dt = 1e-4, and CubaLIF with the R = τ_mem/dt that snnTorch's import requires."""
+    for node in graph.nodes.values():
+        for key in ("tau", "tau_mem", "tau_syn"):
+            if isinstance(getattr(node, key, None), np.ndarray):
+                setattr(node, key, getattr(node, key) / 10)
+        if isinstance(node, nir.CubaLIF):
+            node.r = node.tau_mem / SNNTORCH_DT
+    return graph
+
+
+def _snntorch_unit(node) -> np.ndarray:
+    """What one unit of snnTorch's mem is in our v. Its import folds the input gain into the threshold:
+    LIF as ``mem ← β·mem + x`` with β = 1 − dt/τ and threshold θ/(R·dt/τ), where our Euler step is
+    ``v ← β·v + (R·dt/τ)·x``; CubaLIF as ``syn ← α·syn + x``, ``mem ← β·mem + syn``, threshold
+    θ/(w_in·dt/τ_syn), where ours is ``i ← α·i + (w_in·dt/τ_syn)·x``, ``v ← β·v + (R·dt/τ_mem)·i`` with
+    R·dt/τ_mem = 1. So ``v = scale·mem`` (and ``i = scale·syn``), one scale per layer."""
+    if isinstance(node, nir.CubaLIF):
+        return node.w_in * SNNTORCH_DT / node.tau_syn
+    return node.r * SNNTORCH_DT / node.tau
+
+
+def _snntorch_module(graph: nir.NIRGraph) -> torch.nn.Module:
     import contextlib
-    import copy
     import io
 
     from snntorch.import_nir import import_from_nir
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its threshold rescaling
-        module = import_from_nir(copy.deepcopy(graph))  # it rewrites recurrent subgraphs in place
+        return import_from_nir(copy.deepcopy(graph))  # it rewrites recurrent subgraphs in place
+
+
+def _snntorch(graph: nir.NIRGraph, x: np.ndarray, module: torch.nn.Module | None = None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """snnTorch's outputs per step and every neuron layer's membrane per step in our units (v, after
+    the reset: its import sets reset_delay=False). Its neurons keep mem and syn themselves
+    (init_hidden=True); nirtorch's state (a recurrent edge's previous output) is passed step to step."""
+    import snntorch as snn
+
+    module = _snntorch_module(graph) if module is None else module
+    neurons = {name.split(".")[-1]: m for name, m in module.named_modules() if isinstance(m, snn.Leaky | snn.Synaptic)}
+    scale = {k: torch.from_numpy(np.asarray(_snntorch_unit(graph.nodes[k]), dtype=np.float64)) for k in neurons}
     xs = torch.from_numpy(x).float()
-    out = []
+    state, out, volts = None, [], {}
     with torch.no_grad():
         for t in range(xs.shape[1]):
-            y = module(xs[:, t])
-            out.append(y[0] if isinstance(y, tuple) else y)
-    return torch.stack(out, dim=1)
+            y, state = module(xs[:, t], state)
+            out.append(y)
+            for k, m in neurons.items():
+                volts.setdefault(k, []).append(m.mem.double() * scale[k])
+    return torch.stack(out, dim=1).double(), {k: torch.stack(v, dim=1) for k, v in volts.items()}
+
+
+def _assert_equal_runs(ours, theirs: torch.Tensor, volts: dict[str, torch.Tensor]) -> None:
+    """Identical output spikes; every layer's voltage at every step to float32 rounding."""
+    out = ours.outputs["output"]
+    assert out.sum() > 0
+    assert torch.equal(out, theirs), f"{int((out != theirs).sum())} of {out.numel()} spikes differ"
+    assert volts.keys() == ours.voltages.keys()
+    for k, v in volts.items():
+        err = float((v - ours.voltages[k]).abs().max())
+        assert err <= 1e-5 * max(1.0, float(ours.voltages[k].abs().max())), (k, err)
 
 
 def _snntorch_cuba(rng) -> nir.NIRGraph:
-    """snnTorch's Synaptic neuron as NIR: dt fixed at 1e-4, R = τ_mem/dt, v_leak = 0."""
+    """A feed-forward CubaLIF layer: cuba_recurrent without its recurrent Affine."""
     g = GRAPHS["cuba_recurrent"](rng)
     g.edges = [e for e in g.edges if "rec" not in e]
     del g.nodes["rec"]
-    c = g.nodes["cuba"]
-    c.tau_syn, c.tau_mem = c.tau_syn / 10, c.tau_mem / 10
-    c.r = c.tau_mem / 1e-4
     return g
 
 
-def _snntorch_lif(rng) -> nir.NIRGraph:
-    g = GRAPHS["lif_chain"](rng)
-    for name in ("lif1", "lif2"):
-        g.nodes[name].tau = g.nodes[name].tau / 10
-    return g
+SNNTORCH_RUNS = {"lif_chain": GRAPHS["lif_chain"], "conv1d": GRAPHS["conv1d"], "cuba_feedforward": _snntorch_cuba}
 
 
-# snnTorch 1.0.0 fixes dt = 1e-4, needs v_leak = 0 and one threshold per layer, and imports IF with β = 0.9
-# (a leak): it runs lif_chain and a feed-forward CubaLIF as we do. Its RSynaptic import of cuba_recurrent
-# differs from nirtorch's back-edge rule (418 of 960 spike values with a zero-bias recurrent weight and
-# w_in·dt/τ_syn = 1); we follow nirtorch (and Norse), as docs/nir.md says.
-@pytest.mark.parametrize("make", [_snntorch_lif, _snntorch_cuba], ids=["lif_chain", "cuba_feedforward"])
-def test_equal_to_snntorchs_nir_import(make):
+@pytest.mark.parametrize("name", sorted(SNNTORCH_RUNS))
+def test_equal_to_snntorchs_nir_import(name):
     rng = np.random.default_rng(2)
-    graph = make(rng)
+    graph = _at_snntorch_dt(SNNTORCH_RUNS[name](rng))
     x = spike_inputs(graph, rng, amplitude=2.0)
-    ours = run_temporal(graph, x, 1e-4).outputs["output"]
-    theirs = _snntorch(graph, x).double()
-    assert ours.sum() > 0
-    assert torch.equal(ours, theirs), f"{int((ours != theirs).sum())} of {ours.numel()} spikes differ"
+    ours = run_temporal(graph, x, SNNTORCH_DT, record_voltages=True)
+    theirs, volts = _snntorch(graph, x)
+    _assert_equal_runs(ours, theirs, volts)
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("if_cnn", "r != 1 not supported"), ("if_conv", "r != 1 not supported"), ("li_readout", "Unknown node type"),
+    ("delayed", "Unknown node type"), ("biases_everywhere", "v_leak not supported")])
+def test_what_snntorchs_nir_import_refuses(name, says):
+    graph = _at_snntorch_dt({**GRAPHS, "if_conv": if_conv}[name](np.random.default_rng(2)))
+    with pytest.raises((AssertionError, ValueError), match=says):
+        _snntorch_module(graph)
+
+
+def _as_snntorch_wires_it(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """cuba_recurrent as snnTorch 1.0.0's import runs it: the layer's input also goes through W_rec
+    (with its bias, from the first step on), and the spikes come back through W_rec a step late."""
+    g = copy.deepcopy(graph)
+    rec = g.nodes["rec"]
+    g.nodes["rec_in"] = nir.Affine(weight=rec.weight.copy(), bias=rec.bias.copy())
+    g.nodes["rec"] = nir.Linear(weight=rec.weight.copy())
+    g.edges = [("input", "fc"), ("fc", "rec_in"), ("rec_in", "cuba"), ("cuba", "rec"), ("rec", "cuba"),
+               ("cuba", "output")]
+    return g
+
+
+# snnTorch 1.0.0 never builds its RSynaptic for a recurrent CubaLIF: `_create_rnn_subgraph` wraps cuba and
+# rec into a nested NIRGraph whose Input feeds rec (edge `cuba.input -> rec`), not cuba, and nirtorch 2.6's
+# nir_to_torch recurses into that subgraph with the node map (which has no entry for a graph), so a plain
+# Synaptic runs behind it: the layer's current input is W_rec·(fc(x_t) + s_(t−1)) + b_rec, where NIR's
+# graph (and nirtorch's back-edge rule, Norse, we) gives fc(x_t) + W_rec·s_(t−1) + b_rec (the bias from the
+# second step on, the back edge's previous-step value). (Its RSynaptic, if it were reached, fails on its
+# first step with reset_delay=False: `spk / …` on spk=None.) Equal on the graph wired its way; on the graph
+# as written it differs from the first step on (193 of 960 spike values here); nirtorch running the graph
+# as written with snnTorch's own neurons (the import minus that rewrite) equals ours.
+def test_snntorchs_recurrent_cubalif_import_feeds_the_layer_input_through_w_rec(monkeypatch):
+    import snntorch as snn
+    from snntorch import import_nir
+
+    rng = np.random.default_rng(2)
+    graph = _at_snntorch_dt(GRAPHS["cuba_recurrent"](rng))
+    x = spike_inputs(graph, rng, amplitude=2.0)
+    module = _snntorch_module(graph)
+    kinds = {name: type(m) for name, m in module.named_modules()}
+    assert kinds["cuba.cuba"] is snn.Synaptic and snn.RSynaptic not in kinds.values()
+    theirs, volts = _snntorch(graph, x, module)
+    _assert_equal_runs(run_temporal(_as_snntorch_wires_it(graph), x, SNNTORCH_DT, record_voltages=True),
+                       theirs, volts)
+
+    ours = run_temporal(graph, x, SNNTORCH_DT, record_voltages=True)
+    differ = ours.outputs["output"] != theirs
+    assert int(differ.sum()) == 193 and differ[:, 0].any()
+    # the first step by hand: from rest, v = i = k·(input current), k = w_in·dt/τ_syn (R·dt/τ_mem = 1)
+    c, fc, rec = graph.nodes["cuba"], graph.nodes["fc"], graph.nodes["rec"]
+    k, theta = torch.from_numpy(_snntorch_unit(c)), torch.from_numpy(c.v_threshold)
+    a = torch.from_numpy(x[:, 0]) @ torch.from_numpy(fc.weight).T + torch.from_numpy(fc.bias)
+    for got, current in ((ours.voltages["cuba"][:, 0], a),
+                         (volts["cuba"][:, 0], a @ torch.from_numpy(rec.weight).T + torch.from_numpy(rec.bias))):
+        v = k * current
+        assert torch.allclose(got, torch.where(v > theta, 0.0, v), atol=1e-6)
+
+    monkeypatch.setattr(import_nir, "_replace_rnn_subgraph_with_nirgraph", lambda g: g)
+    theirs, volts = _snntorch(graph, x)
+    _assert_equal_runs(ours, theirs, volts)

@@ -182,3 +182,50 @@ def test_the_python_api_takes_graphs_with_time():
     assert np.array_equal(fast.values["lif"], flt.spikes["lif"].numpy())
     with pytest.raises(L.LensNetDeployError, match="needs dt"):
         L.quantize(graph, x)
+
+
+def test_a_norse_file_through_lava_compile_deploy_and_run(tmp_path):
+    """Issue 29: a file Norse's own exporter wrote, through the installed command: the Loihi 2
+    network on Lava equals the fast simulator, compile picks a board, deploy says what is missing
+    in one line, and run writes its report."""
+    import json
+
+    import norse.torch as norse
+    import torch
+
+    from lensnet_deploy.export.nir_io import write_nir
+
+    torch.manual_seed(2)
+    net = norse.SequentialState(torch.nn.Linear(6, 8), norse.LIFBoxCell(), torch.nn.Linear(8, 3), norse.LIFBoxCell())
+    with torch.no_grad():  # trained-looking weights that make both layers fire
+        for m in net:
+            if isinstance(m, torch.nn.Linear):
+                m.weight *= 8
+                m.bias.zero_()
+    write_nir(norse.to_nir(net, torch.zeros(1, 6)), tmp_path / "norse.nir")
+    np.save(tmp_path / "x.npy", (np.random.default_rng(0).random((4, 30, 6)) < 0.5).astype(np.float64) * 4)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 0]))
+    assert installed("quantize", "norse.nir", "--calib", "x.npy", "--dt", "1e-6", "-o", "q.nir",
+                     cwd=tmp_path).returncode == 0
+    for backend in ("fast", "lava"):
+        r = installed("simulate", "q.nir", "--inputs", "x.npy", "--backend", backend, "--out", f"{backend}.npz",
+                      cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    fast, lava = np.load(tmp_path / "fast.npz"), np.load(tmp_path / "lava.npz")
+    assert np.array_equal(fast["output"], lava["output"]) and int(lava["period"]) == 30
+    assert fast["output"].sum() > 20
+    d = installed("diff", "q.nir", "--inputs", "x.npy", "--backends", "fast", "lava", cwd=tmp_path)
+    assert d.returncode == 0 and "equal on all 2 layers" in d.stdout, d.stdout + d.stderr
+    c = installed("compile", "q.nir", "--inputs", "x.npy", "--board", "auto", "-o", "build", cwd=tmp_path)
+    assert c.returncode == 0, c.stderr
+    build = json.loads((tmp_path / "build" / "build.json").read_text())
+    assert build["board"] == "oheo-gulch" and build["neurons"] == 11 and build["lava_library_processes"] >= 2
+    dep = installed("deploy", "build", cwd=tmp_path)
+    assert dep.returncode != 0 and len(dep.stderr.strip().splitlines()) == 1 and "lava-loihi" in dep.stderr
+    run = installed("run", "norse.nir", "--inputs", "x.npy", "--dt", "1e-6", "--gt", "y.npy", "-o", "out",
+                    cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["lava"]["equal"] and metrics["lava"]["samples"] == 4
+    assert "float_accuracy" in metrics["outputs"]["output"]
+    assert "equal to the fast simulator" in (tmp_path / "out" / "report.html").read_text()

@@ -72,7 +72,8 @@ def cuba_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, p: CubaParams) -> 
 
 def synapse(weights: np.ndarray, weight_exp: int, spikes: np.ndarray) -> np.ndarray:
     """``(W @ s) << weight_exp`` in int64 (a negative exponent shifts right and floors)."""
-    acc = np.asarray(weights, np.int64) @ np.asarray(spikes, np.int64)
+    w = weights.astype(np.int64) if hasattr(weights, "nnz") else np.asarray(weights, np.int64)  # sparse or dense
+    acc = np.asarray(w @ np.asarray(spikes, np.int64))
     return acc << weight_exp if weight_exp >= 0 else acc >> -weight_exp
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ...normalization import INPUT_MEAN, INPUT_STD, PIXEL_MAX, PIXEL_OFFSET
+from ...normalization import PIXEL_OFFSET, to_pixels
 
 VERSION = "docs/integer_semantics.md v3"
 WIDE_BITS = 64  # words of embedded cores and the host (global pool sums, the attention product)
@@ -20,11 +20,11 @@ GATE_RANGE = 16.0  # |z| beyond which the sigmoid is saturated in the table
 
 
 def centred_pixels(images: torch.Tensor) -> torch.Tensor:
-    """The integer model's input: ``p − round(255·mean)`` (int64) of ImageNet-normalised images
-    made from uint8 files (``p = round((x·std + mean)·255)`` recovers them exactly)."""
-    mean = torch.tensor(INPUT_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor(INPUT_STD, dtype=torch.float64).view(1, 3, 1, 1)
-    p = torch.round((images.double() * std + mean) * PIXEL_MAX).clamp(0, PIXEL_MAX).to(torch.int64)
+    """The integer model's input: ``p − round(255·mean)`` (int64, B×3×H×W) of uint8 pixels
+    ``p`` (B×3×H×W or B×H×W×3) or of ImageNet-normalised images made from them, torchvision's
+    normalisation or ours (``normalization.to_pixels`` recovers ``p`` exactly). Other values
+    (the simulators' own tests feed noise) take the nearest pixel; the public API refuses them."""
+    p = to_pixels(images, strict=False).to(torch.int64)
     return p - torch.tensor(PIXEL_OFFSET, dtype=torch.int64).view(1, 3, 1, 1)
 
 

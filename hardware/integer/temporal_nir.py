@@ -16,6 +16,7 @@ import json
 
 import nir
 import numpy as np
+from scipy import sparse
 
 from ...errors import GraphError
 from ..target.chips import load_target
@@ -27,6 +28,7 @@ KEY = "lensnet.temporal"
 LAYER_KEY, PATH_KEY = "lensnet.cuba", "lensnet.synapse"
 VERSION = "docs/integer_semantics.md v4 (neurons with state)"
 MAX_DELAY = load_target("loihi2").max_delay  # DelaySparse
+DENSE_FILE_LIMIT = 4_000_000  # a path of more entries is written as its stored entries (metadata)
 
 
 def to_nir(model: TemporalIntModel) -> nir.NIRGraph:
@@ -54,9 +56,17 @@ def to_nir(model: TemporalIntModel) -> nir.NIRGraph:
         nodes[name] = node
         for k, p in enumerate(layer.paths):
             syn = f"{name}.syn{k}".replace(".", "_")
-            lin = nir.Linear(weight=p.weights.astype(np.float64))
-            lin.metadata = {PATH_KEY: {"weight_exp": int(p.weight_exp), "delay": int(p.delay),
-                                       "float_weight": p.float_weights}}
+            w = sparse.csr_matrix(p.weights, dtype=np.int64)
+            fw = sparse.csr_matrix(p.float_weights, dtype=np.float64)
+            meta = {"weight_exp": int(p.weight_exp), "delay": int(p.delay)}
+            if w.shape[0] * w.shape[1] <= DENSE_FILE_LIMIT:  # a plain Linear other tools read
+                lin = nir.Linear(weight=w.toarray().astype(np.float64))
+                meta["float_weight"] = fw.toarray()
+            else:  # a large sparse path (a convolution): its stored entries in the metadata
+                lin = nir.Linear(weight=np.zeros((0, 0)))
+                meta |= {"shape": np.array(w.shape), "indptr": w.indptr.astype(np.int64),
+                         "indices": w.indices.astype(np.int64), "data": w.data.astype(np.int64)}
+            lin.metadata = {PATH_KEY: meta}
             nodes[syn] = lin
             edges += [(p.source, syn), (syn, name)]
     for out, src in model.outputs.items():
@@ -79,6 +89,26 @@ def _int(node: str, key: str, value, lo: int, hi: int) -> np.ndarray:
         bad = int(a.min()) if a.min() < lo else int(a.max())
         raise GraphError(f"node {node}: {key} {bad} is outside {lo}..{hi}")
     return a
+
+
+def _weights(syn: str, lin: nir.Linear, meta: dict, shape: tuple[int, int]
+             ) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """A path's integer weights and the float ones they stand for: the Linear's matrix, or a large
+    path's stored entries (``indptr``, ``indices``, ``data``) from the metadata."""
+    if "indptr" in meta:
+        got = tuple(int(s) for s in np.asarray(meta.get("shape", ())).reshape(-1))
+        indptr = _int(syn, "indptr", meta["indptr"], 0, 1 << 40)
+        indices = _int(syn, "indices", meta["indices"], 0, max(0, shape[1] - 1))
+        data = _int(syn, "weight", meta["data"], -WEIGHT_MAX - 1, WEIGHT_MAX)
+        if got != shape or indptr.size != shape[0] + 1 or indices.size != data.size or indptr[-1] != data.size \
+                or (np.diff(indptr) < 0).any():
+            raise GraphError(f"node {syn}: sparse weights of shape {got} do not form a {shape} matrix")
+        w = sparse.csr_matrix((data, indices, indptr), shape=shape)
+        return w, w.astype(np.float64) * 2.0 ** int(meta.get("weight_exp", 0))  # (the float weights stay out)
+    w = _int(syn, "weight", lin.weight, -WEIGHT_MAX - 1, WEIGHT_MAX)
+    if w.ndim != 2 or w.shape != shape:
+        raise GraphError(f"node {syn}: weight of shape {tuple(w.shape)}, expected {shape}")
+    return sparse.csr_matrix(w), sparse.csr_matrix(np.asarray(meta.get("float_weight", w), np.float64))
 
 
 def from_nir(graph: nir.NIRGraph) -> TemporalIntModel:
@@ -141,13 +171,10 @@ def from_nir(graph: nir.NIRGraph) -> TemporalIntModel:
             (source,) = preds[syn]
             if source not in sizes:
                 raise GraphError(f"node {syn}: source {source} is neither an input nor a layer")
-            w = _int(syn, "weight", lin.weight, -WEIGHT_MAX - 1, WEIGHT_MAX)
-            if w.ndim != 2 or w.shape != (layer.size, sizes[source]):
-                raise GraphError(f"node {syn}: weight of shape {tuple(w.shape)}, expected "
-                                 f"{(layer.size, sizes[source])}")
+            w, fw = _weights(syn, lin, meta, (layer.size, sizes[source]))
             e = int(_int(syn, "weight_exp", meta.get("weight_exp"), -7, 8))
             d = int(_int(syn, "delay", meta.get("delay"), 0, MAX_DELAY))
-            layer.paths.append(Path(source, w, e, d, np.asarray(meta.get("float_weight", w), np.float64)))
+            layer.paths.append(Path(source, w, e, d, fw))
     outputs = {}
     for name, node in graph.nodes.items():
         if isinstance(node, nir.Output):

@@ -13,6 +13,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ...errors import InternalError
 from ..loihi import plan as S
 
@@ -21,6 +23,8 @@ def classes() -> dict[type[S.Spec], tuple[type, type | None]]:
     """Spec type → (Lava process class, model class or None). Imports Lava."""
     from lava.proc.conv.process import Conv
     from lava.proc.graded.process import GradedVec
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.models import PyLifResetModelBitAcc
     from lava.proc.lif.process import LIFReset
     from lava.proc.sparse.process import DelaySparse, Sparse
 
@@ -33,6 +37,8 @@ def classes() -> dict[type[S.Spec], tuple[type, type | None]]:
         S.SparseSpec: (Sparse, LM.LeanSparseModel),
         S.DelaySparseSpec: (DelaySparse, LM.FastDelaySparseModel),
         S.LIFResetSpec: (LIFReset, LM.LeanLIFResetModel),
+        S.CubaLIFSpec: (LIFReset, PyLifResetModelBitAcc),  # Lava's own: neurons with state
+        S.RingSourceSpec: (RingBuffer, None),
         S.GradedVecSpec: (GradedVec, LM.LeanGradedVecModel),
         S.PixelSourceSpec: (P.PixelSource, None),
         S.WideSpikeSpec: (P.WideSpike, None),
@@ -45,9 +51,11 @@ def classes() -> dict[type[S.Spec], tuple[type, type | None]]:
     }
 
 
-def instantiate(plan: S.NetworkPlan, buffer: Path) -> tuple[dict[str, Any], dict[Any, type]]:
+def instantiate(plan: S.NetworkPlan, buffer: Path | None = None, feeds: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[Any, type]]:
     """The plan's Lava processes, connected, and the model map for ``Loihi2SimCfg``; the pixel
-    source and the readout exchange images and values through the arrays in ``buffer``."""
+    source and the readout exchange images and values through the arrays in ``buffer``; a ring
+    source sends its ``feeds`` entry (neurons × steps), or cycles its pattern."""
     from . import lean_models as LM
     from .procs import models as M
 
@@ -60,6 +68,9 @@ def instantiate(plan: S.NetworkPlan, buffer: Path) -> tuple[dict[str, Any], dict
         params = spec.params()
         if isinstance(spec, S.PixelSourceSpec | S.ReadoutSpec):
             params["buffer"] = str(buffer)
+        if isinstance(spec, S.RingSourceSpec):
+            params = {"data": np.asarray(spec.pattern if spec.pattern is not None else (feeds or {})[spec.name],
+                                         np.int32)}
         if "name" in inspect.signature(cls.__init__).parameters:
             proc = cls(**params, name=spec.name)
         else:
@@ -67,9 +78,11 @@ def instantiate(plan: S.NetworkPlan, buffer: Path) -> tuple[dict[str, Any], dict
         proc.name = spec.name  # GradedVec takes no name: set it afterwards
         if isinstance(spec, S.SparseSpec):  # Lava's Sparse keeps a copy of its matrix: the plan's will do
             proc.weights.init = spec.weights
-        if spec.library:
-            if spec.constant is None:  # messages as wide as the plan's static bound needs
+        if spec.library and model is not None:
+            if model.__module__ == LM.__name__ and spec.constant is None:  # messages as wide as the static bound
                 models[proc] = LM.narrow_model(model, spec.in_bound)
+            else:
+                models[proc] = model
         elif model is not None:  # one ProcessModel class per instance, with the ports it has
             models[proc] = M.instance_model(model, cls, [p["port"] for p in params["inputs"]])
         procs[spec.name] = proc

@@ -35,14 +35,17 @@ STALL_SECONDS = 600.0  # no step for this long: a process failed or the runtime 
 class LavaNetwork:
     """A plan made of Lava processes; ``run(images)`` streams a batch through it.
 
-    ``capacity``: the most images one run holds (more are run in several batches)."""
+    ``capacity``: the most images one run holds (more are run in several batches). ``progress``
+    (optional) is called ``progress(phase, done, total)`` as the network is built, compiled and
+    started (``total`` 0: a phase that cannot count its work) and as it runs its steps, so that a
+    bar moves while the pipeline fills (an image's maps come out ``plan.depth`` steps after it went in)."""
 
     def __init__(
         self,
         plan: NetworkPlan,
         capacity: int = 8,
         runtime: str = "threads",
-        progress: Callable | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
             raise LensNetDeployError(f"unknown Lava runtime {runtime!r} (available: {', '.join(RUNTIMES)})")
@@ -85,6 +88,7 @@ class LavaNetwork:
         from .runtime.memory import release_freed_memory, shm_dir
 
         t0 = time.perf_counter()
+        self._report(f"build ({len(self.plan.procs)} processes)", 0, 0)
         release_freed_memory()
         self.folder = shm_dir()
         atexit.register(self.close)
@@ -144,6 +148,7 @@ class LavaNetwork:
             sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * len(procs) + 1000))
             from .runtime.threads import thread_actors
 
+            self._report("compile and start", 0, 0)
             with thread_actors() if self.runtime == "threads" else contextlib.nullcontext():
                 readout.run(
                     condition=condition, run_cfg=self._run_cfg, compile_config={"pypy_channel_size": CHANNEL_SLOTS}
@@ -167,18 +172,17 @@ class LavaNetwork:
         return out
 
     def _wait(self, readout, control, base: int, n: int, last: int) -> None:
-        """Until the run's last step, with a progress bar over the images; a run that stops
+        """Until the run's last step, reporting the steps run; a run that stops
         advancing (a failed process) is stopped and reported instead of hanging."""
         seen, stalled = int(control[2]), time.monotonic()
-        done = 0
+        first, done = self.steps, -1
         while True:
             step = int(control[2])
             if step != seen:
                 seen, stalled = step, time.monotonic()
-            finished = min(n, max(0, step - base - self.plan.depth + 1))
-            if self.progress is not None and finished > done:
-                self.progress(finished - done)
-                done = finished
+            if step > done:  # steps rather than images: the first image needs plan.depth of them
+                self._report(f"run ({n} image{'s' if n != 1 else ''})", max(0, step - first), last - first)
+                done = step
             if step >= last:
                 break
             failed = [a for a in self._actors() if getattr(a, "exception", None)]
@@ -190,6 +194,10 @@ class LavaNetwork:
                 raise InternalError(f"the Lava network stopped at step {step} of {last}: {why}")
             time.sleep(0.02)
         readout.wait()
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)
 
     def _actors(self) -> list:
         runtime = getattr(self._procs["readout"], "runtime", None) if self._procs else None

@@ -1,101 +1,91 @@
-"""An integer model of a graph with time on Lava's own bit-accurate processes (first cut).
+"""A graph with time on Lava: its network plan (``loihi.temporal``) built once, the samples streamed.
 
-Every layer is a ``lava.proc.lif.process.LIFReset`` run by Lava's own ``PyLifResetModelBitAcc``
-(u and v zeroed at the step the layer's first value arrives: ``reset_offset = offset + 1``, Lava
-counting steps from 1); every path a ``Sparse`` (``DelaySparse`` with its delay) of ``2·W`` at
-``weight_exp − 1`` (Loihi's mixed-sign mantissas); inputs and the always-on bias source are
-``RingBuffer``s; spikes and readout voltages are probed by ``Monitor``s. One build per sample: the
-streamed network of many samples is the Loihi plan's (issue 29).
+The plan's processes are Lava's own: ``LIFReset`` (run by Lava's ``PyLifResetModelBitAcc``),
+``Sparse``/``DelaySparse`` and the host's ``RingBuffer`` sources; Lava's ``Monitor`` reads every
+layer's spikes (a non-spiking layer's voltage) at every step, the host readout of the chip. The
+samples stream ``period`` steps apart through the one network (``integer.temporal.Timeline``):
+``stream_period`` picks the shortest period whose stream equals the samples run one by one, so a
+Lava run equals the fast simulator run per sample, and (``states``) every u and v equals its run of
+the same stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable
 
 import numpy as np
-from scipy.sparse import csr_matrix
 
-from ...errors import DesignRuleError
+from ...errors import LensNetDeployError
 from ..integer import temporal as T
+from ..loihi.plan import NetworkPlan
+from ..loihi.temporal import input_bits, temporal_plan
+
+RUNTIMES = ("threads", "processes")
 
 
-def _uniform(layer: T.Layer, key: str) -> int:
-    values = np.unique(np.asarray(getattr(layer, key)))
-    if values.size != 1:
-        raise DesignRuleError(layer.name, key, "one value per LIF process (layers of several are split: to come)",
-                              f"{values.size} values")
-    return int(values[0])
-
-
-def run_lava(model: T.TemporalIntModel, inputs, threads: bool = True) -> T.IntRun:
-    """Each sample through the layers as Lava's own processes; the values aligned like ``run_reference``."""
+def run_lava(model: T.TemporalIntModel, inputs, period: int | None = None, runtime: str = "threads",
+             states: bool = False, plan: NetworkPlan | None = None, seconds: dict | None = None,
+             progress: Callable[[str], None] | None = None) -> T.IntRun:
+    """The samples (B×T×shape) streamed through one Lava network; values per sample as
+    ``run_reference`` gives them, states (with ``states``) over the whole stream (1 × chip steps).
+    ``seconds`` (a dict) receives the build time (processes, Lava's compiler, the start and the first
+    step) and the run time (the other steps); ``progress`` each phase's name."""
     from ... import lava_compat
 
+    if runtime not in RUNTIMES:
+        raise LensNetDeployError(f"unknown Lava runtime {runtime!r} (available: {', '.join(RUNTIMES)})")
     lava_compat.install()
-    xs = T.integer_inputs(model, inputs)
-    B, steps = next(iter(xs.values())).shape[:2]
-    values = {name: np.zeros((B, steps, *layer.shape), np.int64) for name, layer in model.layers.items()}
-    total = steps + model.latency
-    states = {name: {k: np.zeros((B, total, layer.size), np.int64) for k in ("u", "v")}
-              for name, layer in model.layers.items()}
-    for b in range(B):
-        run = _one_sample(model, {k: v[b] for k, v in xs.items()}, steps, threads)
-        for name, layer in model.layers.items():
-            kept = run[name]["s_out" if layer.spiking else "v"]
-            values[name][b] = kept[layer.offset:layer.offset + steps].reshape(steps, *layer.shape)
-            for k in ("u", "v"):
-                states[name][k][b] = run[name][k]
-    return T.IntRun(values, {o: values[src] for o, src in model.outputs.items()}, states)
-
-
-def _one_sample(model: T.TemporalIntModel, x: dict[str, np.ndarray], steps: int, threads: bool
-                ) -> dict[str, np.ndarray]:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.source import RingBuffer
-    from lava.proc.lif.process import LIFReset
     from lava.proc.monitor.process import Monitor
-    from lava.proc.sparse.process import DelaySparse, Sparse
 
+    from .instantiate import instantiate
     from .runtime.threads import thread_actors
 
-    total = steps + model.latency
-    sources = {}
-    for name, data in x.items():
-        padded = np.zeros((data.shape[1], total), np.int32)
-        padded[:, :steps] = data.T
-        sources[name] = RingBuffer(data=padded)
-    if any(p.source == T.ONE for layer in model.layers.values() for p in layer.paths):
-        sources[T.ONE] = RingBuffer(data=np.ones((1, total), np.int32))
-    procs = {}
+    xs = T.integer_inputs(model, inputs)
+    B, steps = next(iter(xs.values())).shape[:2]
+    if plan is None:
+        period = T.stream_period(model, xs) if period is None else period
+        plan = temporal_plan(model, steps, period, bits=max(input_bits(x) for x in xs.values()))
+    if plan.steps != steps:
+        raise LensNetDeployError(f"this network streams samples of {plan.steps} steps; the inputs have {steps}")
+    line = T.Timeline(B, steps, plan.period, model.latency)
+    t0 = time.perf_counter()
+    if progress:
+        progress(f"building {len(plan.procs)} Lava processes")
+    procs, models = instantiate(plan, feeds={name: line.inputs(x)[0].T for name, x in xs.items()})
+    monitors = []
     for name, layer in model.layers.items():
-        procs[name] = LIFReset(shape=(layer.size,), du=_uniform(layer, "du"), dv=_uniform(layer, "dv"),
-                               vth=int(layer.vth), bias_mant=np.asarray(layer.bias_mant),
-                               bias_exp=np.asarray(layer.bias_exp), reset_interval=total + 1,
-                               reset_offset=layer.offset + 1, name=name)
-    graded = {name: int(np.abs(data).max(initial=0)).bit_length() + 1 for name, data in x.items()}
-    for name, layer in model.layers.items():
-        for p in layer.paths:
-            weights = csr_matrix(2 * p.weights)
-            bits = graded.get(p.source, 0) if np.abs(x.get(p.source, np.zeros(1))).max(initial=0) > 1 else 0
-            syn = DelaySparse(weights=weights, delays=int(p.delay), weight_exp=p.weight_exp - 1,
-                              num_weight_bits=8, num_message_bits=bits) if p.delay else \
-                Sparse(weights=weights, weight_exp=p.weight_exp - 1, num_weight_bits=8, num_message_bits=bits)
-            src = sources[p.source] if p.source in sources else procs[p.source]
-            src.s_out.connect(syn.s_in)
-            syn.a_out.connect(procs[name].a_in)
-    monitors = {}
-    for name in model.layers:
-        for var in ("s_out", "u", "v"):
-            monitors[name, var] = Monitor()
-            monitors[name, var].probe(getattr(procs[name], var), total)
-    first = next(iter(procs.values()))
-    with thread_actors() if threads else contextlib.nullcontext():
-        first.run(condition=RunSteps(num_steps=total), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        wanted = (("s_out", "u", "v") if states else ()) + (() if states else ("s_out" if layer.spiking else "v",))
+        for pname, idx in plan.groups[name]:
+            for var in wanted:
+                m = Monitor()
+                m.probe(getattr(procs[pname], var), line.total)
+                monitors.append((name, pname, idx, var, m))
+    first = procs[plan.groups[next(iter(model.layers))][0][0]]
+    with thread_actors() if runtime == "threads" else contextlib.nullcontext():
+        if progress:
+            progress("compiling and starting them")
+        first.run(condition=RunSteps(num_steps=1),  # Lava compiles, builds and starts the network here
+                  run_cfg=Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models))
+        built = time.perf_counter()
+        if progress:
+            progress(f"running {line.total} steps ({B} samples, period {plan.period})")
+        if line.total > 1:
+            first.run(condition=RunSteps(num_steps=line.total - 1))
     try:
-        out: dict[str, dict[str, np.ndarray]] = {name: {} for name in model.layers}
-        for (name, var), m in monitors.items():
-            out[name][var] = np.asarray(m.get_data()[name][var], np.int64).reshape(total, -1)
-        return out
+        kept = {(name, var): np.zeros((1, line.total, layer.size), np.int64)
+                for name, layer in model.layers.items() for var in ("s_out", "u", "v")}
+        for name, pname, idx, var, m in monitors:
+            kept[name, var][0, :, idx] = np.asarray(m.get_data()[pname][var], np.int64).reshape(line.total, -1).T
     finally:
         first.stop()
+    if seconds is not None:
+        seconds["build"] = built - t0
+        seconds["run"] = time.perf_counter() - built
+        seconds["steps"] = line.total - 1
+    chip = {n: kept[n, "s_out" if layer.spiking else "v"] for n, layer in model.layers.items()}
+    return T.collect(model, line, chip, {n: {"u": kept[n, "u"], "v": kept[n, "v"]} for n in model.layers}
+                     if states else {})

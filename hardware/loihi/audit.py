@@ -18,6 +18,7 @@ from ...errors import DesignRuleError
 from ..target.chips import Target
 from .plan import (
     ConvSpec,
+    CubaLIFSpec,
     DelaySparseSpec,
     GradedVecSpec,
     LIFResetSpec,
@@ -80,7 +81,7 @@ class _Bounds:
         """Per neuron (or per channel, for a convolution's outputs), the static bound of |message|."""
         if name not in self.cache:
             p = self.plan.procs[name]
-            if isinstance(p, LIFResetSpec):
+            if isinstance(p, LIFResetSpec):  # binary spikes (CubaLIFSpec too)
                 self.cache[name] = np.ones(p.size, np.int64)
             elif isinstance(p, SynapseSpec):
                 (src,) = self.incoming[name]
@@ -132,7 +133,7 @@ def _synapse_rules(p: SynapseSpec, t: Target, b: _Bounds) -> list[DesignRuleErro
     out = int(b.out(p.name).max(initial=0))
     if out > t.message_max:
         found.append(DesignRuleError(p.name, "synaptic_output", f"|a_out| ≤ {t.message_max:,}", out))
-    graded = [s for s in b.incoming[p.name] if not isinstance(b.plan.procs[s], LIFResetSpec)]
+    graded = [s for s in b.incoming[p.name] if int(b.out(s).max(initial=0)) > 1]  # not binary spikes
     need = max((int(b.out(s).max(initial=0)).bit_length() + 1 for s in graded), default=0)
     if graded and int(p.num_message_bits) < need:
         found.append(DesignRuleError(p.name, "message_bits", f"≥ {need} bits for its graded input",
@@ -160,7 +161,8 @@ def _delay_rules(p: DelaySparseSpec, t: Target, b: _Bounds) -> list[DesignRuleEr
     return found
 
 
-def _lif_rules(p: LIFResetSpec, t: Target, b: _Bounds) -> list[DesignRuleError]:
+def _neuron_rules(p: LIFResetSpec | CubaLIFSpec, t: Target, b: _Bounds) -> list[DesignRuleError]:
+    """Bias, threshold and input formats, the same for every LIF process."""
     found = []
     m, e = np.asarray(p.bias_mant), np.asarray(p.bias_exp)
     if m.min(initial=0) < -t.bias_mant_max - 1 or m.max(initial=0) > t.bias_mant_max:
@@ -171,11 +173,29 @@ def _lif_rules(p: LIFResetSpec, t: Target, b: _Bounds) -> list[DesignRuleError]:
                                      f"{int(e.min(initial=0))}..{int(e.max(initial=0))}"))
     if not 0 <= int(p.vth) <= t.vth_max:
         found.append(DesignRuleError(p.name, "vth", f"0..{t.vth_max}", p.vth))
-    if int(p.reset_interval) != 1:
-        found.append(DesignRuleError(p.name, "reset_interval", "1 (memoryless neurons)", p.reset_interval))
     a_in = int(b.input(p.name).max(initial=0))
     if a_in > t.lif_input_max:
         found.append(DesignRuleError(p.name, "lif_input", f"|a_in| ≤ {t.lif_input_max:,} (2^17 − 1)", a_in))
+    return found
+
+
+def _lif_rules(p: LIFResetSpec, t: Target, b: _Bounds) -> list[DesignRuleError]:
+    found = _neuron_rules(p, t, b)
+    if int(p.reset_interval) != 1:
+        found.append(DesignRuleError(p.name, "reset_interval", "1 (memoryless neurons)", p.reset_interval))
+    return found
+
+
+def _cuba_rules(p: CubaLIFSpec, t: Target, b: _Bounds) -> list[DesignRuleError]:
+    """Neurons with state: 12-bit decays, a reset interval within a period the chip counts."""
+    found = _neuron_rules(p, t, b)
+    for key in ("du", "dv"):
+        value = int(np.max(np.atleast_1d(getattr(p, key))))
+        if not 0 <= value <= t.decay_max or np.atleast_1d(getattr(p, key)).size != 1:
+            found.append(DesignRuleError(p.name, key, f"one value 0..{t.decay_max} per process ({t.decay_bits} bits)",
+                                         value))
+    if int(p.reset_interval) < 1:
+        found.append(DesignRuleError(p.name, "reset_interval", "≥ 1", p.reset_interval))
     return found
 
 
@@ -196,7 +216,7 @@ def _off_core_rules(p: Spec, t: Target, b: _Bounds) -> list[DesignRuleError]:
 
 
 RULES = {SparseSpec: _synapse_rules, DelaySparseSpec: _delay_rules, ConvSpec: _conv_rules,
-         LIFResetSpec: _lif_rules, GradedVecSpec: _graded_rules}
+         LIFResetSpec: _lif_rules, CubaLIFSpec: _cuba_rules, GradedVecSpec: _graded_rules}
 
 
 def audit(plan: NetworkPlan, t: Target) -> list[DesignRuleError]:

@@ -111,3 +111,56 @@ def estimate_energy(graph: Graph, spike_counts: dict[str, torch.Tensor], target:
                  "neuron_update_pj": e["neuron_update"], "loihi_source": target.sources["energy_pj"],
                  "first_layer": first}
     return EnergyReport(paper, loihi, macs_first, acc, synops, neurons, rows, constants)
+
+
+@dataclass
+class TemporalEnergy:
+    """Energy per sample of a graph with time on Loihi 2, from simulated spikes: each non-zero
+    message into a synapse process costs one synaptic operation per synapse it reaches (the stored
+    weights of its column), and every neuron one update per step."""
+
+    loihi_mj: float
+    synaptic_ops: float
+    neuron_updates: int
+    steps: int
+    per_layer: list[dict] = field(default_factory=list)
+    constants: dict = field(default_factory=dict)
+    kind: str = "temporal"
+
+    def format(self) -> str:
+        c = self.constants
+        return "\n".join([
+            f"Loihi-style: E = {c['synaptic_op_pj']} pJ x {self.synaptic_ops:,.0f} synaptic ops + "
+            f"{c['neuron_update_pj']} pJ x {self.neuron_updates:,} neuron updates = {self.loihi_mj:.6f} mJ per "
+            f"sample of {self.steps} steps",
+            f"source: {c['loihi_source']}",
+        ])
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def temporal_energy(plan, sent: dict[str, np.ndarray], target: Target) -> TemporalEnergy:
+    """``sent``: per source process (an input, a layer's group, the bias source), what it sends
+    (B×T×neurons); ``plan``: the network (``loihi.temporal``)."""
+    from .plan import CubaLIFSpec, SparseSpec
+
+    into = {link.dst: link.src for link in plan.links if isinstance(plan.procs[link.dst], SparseSpec)}
+    ops: dict[str, float] = {}
+    for name, syn in plan.procs.items():
+        if not isinstance(syn, SparseSpec):
+            continue
+        src = sent.get(into[name])
+        if src is None:
+            continue
+        fanout = np.diff(syn.weights.tocsc().indptr).astype(np.float64)  # stored weights per source neuron
+        per_sample = (np.asarray(src) != 0).reshape(src.shape[0], -1, src.shape[-1]).sum(axis=1) @ fanout
+        ops[syn.node] = ops.get(syn.node, 0.0) + float(per_sample.mean())
+    updates = sum(p.neurons for p in plan.procs.values() if isinstance(p, CubaLIFSpec)) * plan.steps
+    e = target.energy_pj
+    synops = sum(ops.values())
+    mj = (synops * e["synaptic_op"] + updates * e["neuron_update"]) * 1e-9
+    return TemporalEnergy(mj, synops, updates, plan.steps,
+                          [{"layer": k, "synaptic_ops": v} for k, v in ops.items()],
+                          {"synaptic_op_pj": e["synaptic_op"], "neuron_update_pj": e["neuron_update"],
+                           "loihi_source": target.sources.get("energy_pj", "")})

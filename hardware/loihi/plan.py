@@ -83,6 +83,26 @@ class LIFResetSpec(NeuronSpec):
     lava_class: ClassVar[str] = "lava.proc.lif.process.LIFReset"
 
 
+
+
+@dataclass(kw_only=True)
+class RingSourceSpec(Spec):
+    """Lava's ``RingBuffer`` on the host: a stream's input spikes (given when it runs), or, with a
+    ``pattern``, the on/off cycle of the always-on source of bias synapses (``constant``: 1)."""
+
+    shape: tuple[int, ...]
+    pattern: Any = None
+    placement: ClassVar[str] = HOST
+    lava_class: ClassVar[str] = "lava.proc.io.source.RingBuffer"
+
+
+@dataclass(kw_only=True)
+class CubaLIFSpec(LIFResetSpec):
+    """LIF neurons with state (a NIR graph's LIF, CubaLIF, IF, LI, I: integer semantics v4), run by
+    Lava's own ``PyLifResetModelBitAcc``: decays ``du``/``dv`` (12 bits), reset every
+    ``reset_interval`` steps at ``reset_offset`` (one sample of a stream)."""
+
+
 @dataclass(kw_only=True)
 class GradedVecSpec(NeuronSpec):
     """An exact relay of a graded value (``vth = 0``)."""
@@ -222,6 +242,10 @@ class NetworkPlan:
     target: str = ""
     real_scales: list[np.ndarray] = field(default_factory=list)  # per output, the integers' real unit
     spike_nodes: set[str] = field(default_factory=set)  # IR nodes whose values are spike counts
+    # a graph with time: steps per sample, the stream's period, each layer's processes and neurons
+    steps: int = 0
+    period: int = 0
+    groups: dict[str, list] = field(default_factory=dict)  # layer → [[process, neuron indices], …]
 
     @property
     def placement(self) -> dict[str, str]:
@@ -291,8 +315,8 @@ def relay_spec(name: str, part, shape: tuple, node: str, in_bound: int) -> Spec:
 
 # --- the plan as files: a build folder's plan.json (structure) and plan.npz (arrays) ---------------
 SPEC_TYPES: dict[str, type[Spec]] = {cls.__name__: cls for cls in (
-    LIFResetSpec, GradedVecSpec, SparseSpec, DelaySparseSpec, ConvSpec, SumPoolSpec, AttentionSpec,
-    SigmoidTableSpec, GateSpec, WideSpikeSpec, BilinearSpec, PixelSourceSpec, ReadoutSpec)}
+    LIFResetSpec, CubaLIFSpec, RingSourceSpec, GradedVecSpec, SparseSpec, DelaySparseSpec, ConvSpec, SumPoolSpec,
+    AttentionSpec, SigmoidTableSpec, GateSpec, WideSpikeSpec, BilinearSpec, PixelSourceSpec, ReadoutSpec)}
 
 
 def _encode(v: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -351,6 +375,7 @@ def plan_files(plan: NetworkPlan) -> tuple[str, bytes]:
     arrays: dict[str, np.ndarray] = {}
     doc = {"format": 1, "target": plan.target, "depth": plan.depth, "input_shape": list(plan.input_shape),
            "outputs": plan.outputs, "spike_nodes": sorted(plan.spike_nodes),
+           "steps": plan.steps, "period": plan.period, "groups": _encode(plan.groups, arrays),
            "real_scales": _encode([np.asarray(s) for s in plan.real_scales], arrays),
            "procs": [{"type": type(p).__name__, "fields": _encode({f.name: getattr(p, f.name) for f in fields(p)},
                                                                    arrays)} for p in plan.procs.values()],
@@ -375,7 +400,8 @@ def read_plan(text: str, npz) -> NetworkPlan:
         arrays = {k: z[k] for k in z.files}
     plan = NetworkPlan(target=doc["target"], depth=int(doc["depth"]), input_shape=tuple(doc["input_shape"]),
                        outputs=list(doc["outputs"]), spike_nodes=set(doc["spike_nodes"]),
-                       real_scales=_decode(doc["real_scales"], arrays))
+                       real_scales=_decode(doc["real_scales"], arrays), steps=int(doc.get("steps", 0)),
+                       period=int(doc.get("period", 0)), groups=_decode(doc.get("groups", {"dict": {}}), arrays))
     for entry in doc["procs"]:
         cls = SPEC_TYPES.get(entry["type"])
         if cls is None:

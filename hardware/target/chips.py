@@ -16,6 +16,7 @@ from typing import Any
 from ...errors import LensNetDeployError
 
 TARGET_DIR = Path(__file__).resolve().parent
+CONV_WEIGHTS = ("shared", "dense")  # how a Conv's synapses are stored (Target.conv_weights)
 
 
 def signed_max(bits: int) -> int:
@@ -41,10 +42,14 @@ class Target:
     vth_bits: int = 17  # unsigned threshold mantissa, one per process
     bias_mant_bits: int = 13  # signed per-neuron bias mantissa
     bias_exp_bits: int = 3  # unsigned per-neuron bias exponent
+    decay_bits: int = 12  # unsigned current and voltage decays du, dv of a LIF process
     weight_exp_min: int = -8
     weight_exp_max: int = 7
     max_delay: int = 63  # synaptic delay of DelaySparse
     conv_param_max: int = 127  # int8 groups, stride, padding, kernel of Lava's Conv
+    # what a neuro-core stores for a Conv process: "shared" (the kernel rows of the channels it holds)
+    # or "dense" (one synapse per source-destination pair); cited in the file's sources
+    conv_weights: str = "dense"
     message_bits: int = 24  # payload of a message from a neuro-core
     energy_pj: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
@@ -76,12 +81,24 @@ class Target:
         return signed_max(self.bias_mant_bits)
 
     @property
+    def decay_max(self) -> int:
+        return 2**self.decay_bits - 1  # unsigned
+
+    @property
     def vth_max(self) -> int:
         return 2**self.vth_bits - 1  # unsigned
 
     @property
     def bias_exp_max(self) -> int:
         return 2**self.bias_exp_bits - 1  # unsigned
+
+    @property
+    def shares_conv_weights(self) -> bool:
+        """Whether a Conv's kernel is stored once per core (the target file's ``conv_weights``)."""
+        if self.conv_weights not in CONV_WEIGHTS:
+            raise LensNetDeployError(f"target {self.name}: conv_weights {self.conv_weights!r} is not one of "
+                                     f"{', '.join(CONV_WEIGHTS)}")
+        return self.conv_weights == "shared"
 
     @property
     def synapses_per_core(self) -> float:
