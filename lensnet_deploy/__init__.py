@@ -29,6 +29,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LensNetDeployError": (".errors", "LensNetDeployError"),
     "ModelError": (".errors", "ModelError"),
     "ResourceError": (".errors", "ResourceError"),
+    "UnavailableError": (".errors", "UnavailableError"),
     "SimResult": (".api", "SimResult"),
     "Target": (".hardware", "Target"),
     "compile": (".hardware.build", "compile_graph"),

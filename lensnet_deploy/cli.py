@@ -389,7 +389,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     times: dict[str, float | None] = {}
     summary = run_pipeline(checkpoint, images, gt, args.output, board=args.board, target=args.target,
                            log=lambda s: print(s, flush=True), backend=args.backend, cluster=args.cluster,
-                           size=args.size, times=times)
+                           size=args.size, times=times, strict=not args.non_strict)
     _print_run(summary, times)
     return EXIT_OK
 
@@ -790,6 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=Path, help="a NIR graph with time (CKPT_OR_NAME: its .nir file): input "
                    "sequences .npy B×T×(input shape); --gt then names a .npy of one class per sample")
     _time_flags(p)
+    _non_strict_flag(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("deploy", help="run a saved build on a Loihi 2 system (needs Intel's lava-loihi)")

@@ -99,6 +99,12 @@ def evaluate_dirs(pred_dir: str | os.PathLike[str], gt_dir: str | os.PathLike[st
     return results, len(pairs), resized
 
 
+def _plain(value: float, digits: int = 4) -> str:
+    """``value`` at ``digits`` decimals; what rounds to zero prints as 0.0000, never -0.0000."""
+    text = f"{value:.{digits}f}"
+    return text if float(text) != 0 else f"{0:.{digits}f}"
+
+
 def format_table(rows: dict[str, dict[str, float]], keys: Iterable[str] = METRIC_KEYS) -> str:
     """A plain-text table: one column per row name, one line per metric (4 decimals)."""
     names = list(rows)
@@ -107,7 +113,7 @@ def format_table(rows: dict[str, dict[str, float]], keys: Iterable[str] = METRIC
     cols = [max(10, len(n)) for n in names]
     lines = [" " * width + "  " + "  ".join(n.rjust(c) for n, c in zip(names, cols))]
     for k in keys:
-        vals = "  ".join(f"{rows[n][k]:.4f}".rjust(c) for n, c in zip(names, cols))
+        vals = "  ".join(_plain(rows[n][k]).rjust(c) for n, c in zip(names, cols))
         lines.append(METRIC_TITLES[k].ljust(width) + "  " + vals)
     return "\n".join(lines)
 

@@ -93,9 +93,10 @@ def checkpoint_file(checkpoint: str) -> Path:
 def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, board: str = "auto",
                  target: str = "loihi2", log: Callable[[str], None] = print, backend: str = "fast",
                  cluster: str | None = None, size: tuple[int, int] | None = None,
-                 times: dict[str, float | None] | None = None) -> dict:
+                 times: dict[str, float | None] | None = None, strict: bool = True) -> dict:
     """Run every step into ``out``; returns the summary written to ``out/summary.json``.
 
+    ``strict=False`` loads the checkpoint as the authors' inference does (``load_lensnet``).
     ``size``: the input size (default: the model's native one). ``cluster`` (``local``,
     ``local:N`` or a Ray address) spreads the integer simulation's batches over Ray workers
     (``lensnet_deploy.cluster``); the maps are the same, so it is not part of the maps' record
@@ -104,6 +105,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
     from . import export_nir, load_lensnet, prepare, quantize
     from .export import read_nir, write_nir
     from .export.summary import summarize
+    from .hardware.target.chips import load_target
     from .metrics import evaluate_dirs
     from .predict import check_output_dir, write_maps
     from .progress import Phases, batch_bar, phase
@@ -111,7 +113,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
     out = check_output_dir(out, images, *([gt] if gt else []))
     files = list_images(images)
     masks = [m for _, m in pair_files(files, list_images(gt, "mask"))] if gt is not None else []
-    model = load_lensnet(checkpoint)
+    model = load_lensnet(checkpoint, strict=strict)
     if size is not None:  # refused in one line before anything is allocated
         from .export import limits
         from .model_zoo import check_input_size
@@ -126,7 +128,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
     float_nir, int_nir = out / "model.nir", out / "model.q.nir"
     float_dir, int_dir = out / "maps" / "float", out / "maps" / "integer"
     maps_of = [f"{p.stem}.png" for p in files]
-    model_args = {"model": str(checkpoint), "input_size": size}
+    model_args = {"model": str(checkpoint), "input_size": size, **({} if strict else {"strict": False})}
 
     def do_export() -> None:
         with phase("export"):
@@ -202,7 +204,7 @@ def run_pipeline(checkpoint: str, images: Path, gt: Path | None, out: Path, boar
             compile_build(integer_model(), target, board, images=x).save(out / "build")
 
     _step(f"compile ({target}, {board})",
-          record("compile", {"target": target, "board": board},
+          record("compile", {"target": target, "board": board, "conv_weights": load_target(target).conv_weights},
                  {"model.q.nir": int_sha, "images": hashes.names(files[:COMPILE_IMAGES])}, ["build/build.json"]),
           do_compile, log, out, lambda: [out / "build"], times)
 

@@ -25,15 +25,16 @@ def _model(name: str, batch: int = 4, steps: int = 30):
     return T.quantize_temporal(graph, x, 1e-3), x
 
 
+@pytest.mark.parametrize("lava_models", [False, True], ids=["lean-synapses", "lava-own-synapses"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_lava_stream_equals_fast_simulator_every_layer_every_step(name):
+def test_lava_stream_equals_fast_simulator_every_layer_every_step(name, lava_models):
     model, x = _model(name)
     period = T.stream_period(model, x)
     plan = temporal_plan(model, x.shape[1], period, bits=2)
     assert audit(plan, load_target("loihi2")) == []
     core = [p for p in plan.procs.values() if p.placement == NEURO_CORE]
     assert core and all(p.lava_class.startswith("lava.proc.") for p in plan.procs.values())
-    lava = run_lava(model, x, period=period, states=True)
+    lava = run_lava(model, x, period=period, states=True, lava_models=lava_models)
     alone, ref = T.run_fast(model, x), T.run_reference(model, x)
     stream_fast, stream_ref = T.run_fast(model, x, period=period), T.run_reference(model, x, period=period)
     for layer in model.layers:
@@ -68,12 +69,15 @@ def test_recurrence_needs_a_gap_and_the_period_is_checked():
 
 
 def test_audit_catches_a_decay_beyond_12_bits_and_a_weight_exponent_out_of_range():
-    model, x = _model("lif_chain")
-    model.layers["lif1"].dv = np.full(model.layers["lif1"].size, 5000)
+    model, x = _model("lif_chain")  # a foreign graph's integers, then edited past the chip's formats
+    model.layers["lif1"].du = np.full(model.layers["lif1"].size, 5000)
+    model.layers["lif2"].dv = np.full(model.layers["lif2"].size, 4096)
     model.layers["lif2"].paths[0].weight_exp = 12
-    found = {(e.layer, e.rule) for e in audit(temporal_plan(model, x.shape[1]), load_target("loihi2"))}
-    assert ("lif1", "dv") in found
-    assert ("lif2<lif1:0", "weight_exp") in found
+    found = {(e.layer, e.rule): e for e in audit(temporal_plan(model, x.shape[1]), load_target("loihi2"))}
+    assert {("lif1", "du"), ("lif2", "dv"), ("lif2<lif1:0", "weight_exp")} <= set(found)
+    assert set(found) - {("lif1", "du"), ("lif2", "dv"), ("lif2<lif1:0", "weight_exp")} == {("lif2", "lif_input")}
+    assert "5000" in str(found["lif1", "du"]) and "0..4095" in str(found["lif1", "du"])
+    assert "-8..7" in str(found["lif2<lif1:0", "weight_exp"])
 
 
 def test_build_folder_round_trip_runs_the_saved_network(tmp_path, monkeypatch):

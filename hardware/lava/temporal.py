@@ -27,10 +27,12 @@ RUNTIMES = ("threads", "processes")
 
 def run_lava(model: T.TemporalIntModel, inputs, period: int | None = None, runtime: str = "threads",
              states: bool = False, plan: NetworkPlan | None = None, seconds: dict | None = None,
-             progress: Callable[[str], None] | None = None) -> T.IntRun:
+             progress: Callable[[str], None] | None = None, lava_models: bool = False) -> T.IntRun:
     """The samples (B×T×shape) streamed through one Lava network; values per sample as
     ``run_reference`` gives them, states (with ``states``) over the whole stream (1 × chip steps).
-    ``seconds`` (a dict) receives the build time (processes, Lava's compiler, the start and the first
+    ``lava_models``: Lava's own bit-accurate models for the synapses too (``PySparseModelBitAcc``,
+    ``PyDelaySparseModelBitAcc``) instead of our lean ones of the same arithmetic (slower; the tests
+    hold both equal). ``seconds`` (a dict) receives the build time (processes, Lava's compiler, the start and the first
     step) and the run time (the other steps); ``progress`` each phase's name."""
     from ... import lava_compat
 
@@ -56,6 +58,15 @@ def run_lava(model: T.TemporalIntModel, inputs, period: int | None = None, runti
     if progress:
         progress(f"building {len(plan.procs)} Lava processes")
     procs, models = instantiate(plan, feeds={name: line.inputs(x)[0].T for name, x in xs.items()})
+    if lava_models:
+        from lava.proc.sparse.models import PyDelaySparseModelBitAcc, PySparseModelBitAcc
+        from lava.proc.sparse.process import DelaySparse, Sparse
+
+        for proc in procs.values():
+            if isinstance(proc, DelaySparse):
+                models[proc] = PyDelaySparseModelBitAcc
+            elif isinstance(proc, Sparse):
+                models[proc] = PySparseModelBitAcc
     monitors = []
     for name, layer in model.layers.items():
         wanted = (("s_out", "u", "v") if states else ()) + (() if states else ("s_out" if layer.spiking else "v",))
