@@ -252,6 +252,9 @@ def compile_temporal(model: TemporalModel, target: str | Target | None = None, b
     plan = model.plan(steps, period, spec, bits=max((input_bits(x) for x in (xs or {}).values()), default=0))
     check_network(plan, spec)
     res = network_resources(plan, spec)
+    for name, layer in model.int.layers.items():  # the host's readout: spikes sent out, or v read every step
+        res.layers.append(LayerResources(f"readout {name}", "SpikeRecorder" if layer.spiking else "VarRecorder",
+                                         placement="host", ops=layer.size * steps))
     placement = place(res, spec)
     board = _chosen_board(board, spec, placement)
     check_fits(res, placement, spec, board)

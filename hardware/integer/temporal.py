@@ -1,19 +1,21 @@
-"""Temporal NIR graphs as integer models in Loihi 2's CUBA formats (integer semantics v4, first cut).
+"""Temporal NIR graphs as integer models in Loihi 2's CUBA formats (integer semantics v4).
 
 A graph of neurons (LIF, CubaLIF, IF, LI, CubaLI, I) joined by linear maps (Affine, Linear, Scale,
 Conv1d/2d, SumPool2d/AvgPool2d, Flatten, Delay) becomes *layers*: one CUBA neuron group each, fed
-by *paths* (one synapse from a source layer or input: an int8 weight matrix with a weight exponent
-and an extra delay). Each layer runs ``cuba.cuba_step``; each synapse delivers one step late.
+by *paths* (one synapse from a source layer or input: a sparse int8 weight matrix with a weight
+exponent and an extra delay). Each layer runs ``cuba.cuba_step``; each synapse delivers one step late.
 
 The float model's Euler step ``v ← v + k·(v_leak − v + R·x)`` (``k = dt/τ``; ``exact``:
 ``k = 1 − e^(−dt/τ)``) maps to ``dv = round(4096·k)`` and, with the voltage unit ``σ_i`` of neuron i
-chosen so that its threshold is ``vth << 6`` with ``vth = 2^12`` (``σ_i = θ_i / 2^18``), weights
+chosen so that its threshold is ``vth << 6`` with ``vth = 2^12`` (``σ_i = θ_i / 2^18``; vth halves
+while the layer's static bound of |a_in| exceeds the LIF's 18-bit input), weights
 ``k·R·M / (64·σ_i)`` as 8-bit mantissas with one exponent per path, the bias ``k·(v_leak + R·b) / σ_i``
 as ``bias_mant << bias_exp``. CubaLIF adds ``du = round(4096·k_syn) − 1`` and ``k_syn·w_in`` to the
 weights. IF and I integrate (``dv = 0``, gain ``dt``). Non-spiking outputs (LI, I) take ``σ_i`` from
 the calibration run (their largest |v| at 2^21). Time: a layer's value of float step t appears at
 chip step ``t + offset``; a join whose paths arrive at different steps is balanced with extra
-delays; a loop through k synapses takes k chip steps and is refused unless k = 1.
+delays; a loop through k synapses takes k chip steps and is refused unless k = 1. Per sample a layer
+is idle before its offset; a stream of samples runs as the chip does (``Timeline``).
 
 What has no form here is a ``DesignRuleError`` naming the node, the rule and the value: a reset to
 a non-zero ``v_reset`` or a subtractive reset, a non-positive threshold, a constant current into a

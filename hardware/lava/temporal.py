@@ -1,8 +1,10 @@
 """A graph with time on Lava: its network plan (``loihi.temporal``) built once, the samples streamed.
 
 The plan's processes are Lava's own: ``LIFReset`` (run by Lava's ``PyLifResetModelBitAcc``),
-``Sparse``/``DelaySparse`` and the host's ``RingBuffer`` sources; Lava's ``Monitor`` reads every
-layer's spikes (a non-spiking layer's voltage) at every step, the host readout of the chip. The
+``Sparse``/``DelaySparse`` and the host's ``RingBuffer`` sources; recorders of ours on the host
+(``SpikeRecorder`` on each layer's ``s_out``, ``VarRecorder`` on a non-spiking layer's ``v``) write
+every step into shared arrays, the host readout of the chip (Lava's ``Monitor`` hands its record
+back one number per message: ~1 s per step at 50,000 neurons; it stays for ``states``). The
 samples stream ``period`` steps apart through the one network (``integer.temporal.Timeline``):
 ``stream_period`` picks the shortest period whose stream equals the samples run one by one, so a
 Lava run equals the fast simulator run per sample, and (``states``) every u and v equals its run of
@@ -12,6 +14,7 @@ the same stream.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Callable
 
@@ -43,7 +46,10 @@ def run_lava(model: T.TemporalIntModel, inputs, period: int | None = None, runti
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.monitor.process import Monitor
 
+    from .buffers import create_array, open_array
     from .instantiate import instantiate
+    from .procs import processes as P
+    from .runtime.memory import shm_dir
     from .runtime.threads import thread_actors
 
     xs = T.integer_inputs(model, inputs)
@@ -67,11 +73,20 @@ def run_lava(model: T.TemporalIntModel, inputs, period: int | None = None, runti
                 models[proc] = PyDelaySparseModelBitAcc
             elif isinstance(proc, Sparse):
                 models[proc] = PySparseModelBitAcc
-    monitors = []
+    folder = shm_dir()
+    recorders, monitors = [], []
     for name, layer in model.layers.items():
-        wanted = (("s_out", "u", "v") if states else ()) + (() if states else ("s_out" if layer.spiking else "v",))
-        for pname, idx in plan.groups[name]:
-            for var in wanted:
+        for k, (pname, idx) in enumerate(plan.groups[name]):
+            array = f"{name}.{k}".replace("/", "_")
+            create_array(folder, array, (line.total, len(idx)), np.int64)
+            rec = (P.SpikeRecorder if layer.spiking else P.VarRecorder)(
+                shape=(len(idx),), buffer=str(folder), array=array, name=f"record {pname}")
+            if layer.spiking:
+                procs[pname].s_out.connect(rec.s_in)
+            else:
+                rec.ref.connect_var(procs[pname].v)
+            recorders.append((name, idx, array))
+            for var in ("s_out", "u", "v") if states else ():
                 m = Monitor()
                 m.probe(getattr(procs[pname], var), line.total)
                 monitors.append((name, pname, idx, var, m))
@@ -91,12 +106,15 @@ def run_lava(model: T.TemporalIntModel, inputs, period: int | None = None, runti
                 for name, layer in model.layers.items() for var in ("s_out", "u", "v")}
         for name, pname, idx, var, m in monitors:
             kept[name, var][0, :, idx] = np.asarray(m.get_data()[pname][var], np.int64).reshape(line.total, -1).T
+        chip = {n: np.zeros((1, line.total, layer.size), np.int64) for n, layer in model.layers.items()}
+        for name, idx, array in recorders:
+            chip[name][0][:, idx] = open_array(folder, array, "r")
     finally:
         first.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     if seconds is not None:
         seconds["build"] = built - t0
         seconds["run"] = time.perf_counter() - built
         seconds["steps"] = line.total - 1
-    chip = {n: kept[n, "s_out" if layer.spiking else "v"] for n, layer in model.layers.items()}
     return T.collect(model, line, chip, {n: {"u": kept[n, "u"], "v": kept[n, "v"]} for n in model.layers}
                      if states else {})

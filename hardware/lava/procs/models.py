@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
@@ -19,7 +19,9 @@ from lensnet_deploy.hardware.lava.procs.processes import (
     PixelSource,
     Readout,
     SigmoidTable,
+    SpikeRecorder,
     SumPool,
+    VarRecorder,
     WideSpike,
 )
 
@@ -211,3 +213,34 @@ class PyReadoutModel(PyLoihiProcessModel):
             elif spec["bias"] is not None:
                 value = value + np.asarray(spec["bias"], np.int64).reshape(-1, *([1] * (value.ndim - 1)))
             self.outs[k][i] = value
+
+
+class _RecorderModel(PyLoihiProcessModel):
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.folder, self.array = proc_params["buffer"], proc_params["array"]
+        self.rows: np.ndarray | None = None
+
+    def write(self, value: np.ndarray) -> None:
+        if self.rows is None:
+            self.rows = open_array(self.folder, self.array)
+        self.rows[self.time_step - 1] = np.asarray(value).reshape(-1)
+
+
+@fixed_pt(SpikeRecorder)
+class PySpikeRecorderModel(_RecorderModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def run_spk(self) -> None:
+        self.write(self.s_in.recv())
+
+
+@fixed_pt(VarRecorder)
+class PyVarRecorderModel(_RecorderModel):
+    ref: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int32, precision=24)
+
+    def post_guard(self) -> bool:
+        return True
+
+    def run_post_mgmt(self) -> None:  # after the neurons' step: their v of this step
+        self.write(self.ref.read())

@@ -7,7 +7,7 @@ each part with its channels and, for spike planes, its planes per channel (``inp
 from __future__ import annotations
 
 import numpy as np
-from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 
@@ -94,3 +94,22 @@ class Readout(AbstractProcess):
     def __init__(self, *, inputs: list[dict], buffer: str, name: str | None = None) -> None:
         super().__init__(inputs=inputs, buffer=buffer, name=name)
         _input_ports(self, inputs)
+
+
+class SpikeRecorder(AbstractProcess):
+    """Host: writes what arrives at ``s_in`` at step t into row t − 1 of the shared array
+    ``<buffer>/<array>.npy`` (the host's readout of a layer's spikes; Lava's ``Monitor`` hands its
+    record back one number per message)."""
+
+    def __init__(self, *, shape: tuple, buffer: str, array: str, name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), buffer=buffer, array=array, name=name)
+        self.s_in = InPort(shape=tuple(shape))
+
+
+class VarRecorder(AbstractProcess):
+    """Host: reads a neuron Var (a non-spiking layer's ``v``) through a reference port after every
+    step and writes it into row t − 1 of ``<buffer>/<array>.npy``."""
+
+    def __init__(self, *, shape: tuple, buffer: str, array: str, name: str | None = None) -> None:
+        super().__init__(shape=tuple(shape), buffer=buffer, array=array, name=name)
+        self.ref = RefPort(shape=tuple(shape))
