@@ -104,8 +104,9 @@ class Build:
         stored = ("Conv kernels stored per core" if s["conv_weights"] == "shared"
                   else "one synapse stored per source-destination pair")
         lines.append(f"total: {s['neurons']:,} neurons, {s['synapses']:,} synapses ({s['shared_weights']:,} unique "
-                     f"weights; {stored}: {s['stored_synapses']:,}), {s['cores']:,} neuro-cores on {s['chips']} "
-                     f"{self.target.name} chips "
+                     f"weights; {stored}: {s['stored_synapses']:,}), {s['cores']:,} neuro-core"
+                     f"{'s' if s['cores'] != 1 else ''} on {s['chips']} {self.target.name} chip"
+                     f"{'s' if s['chips'] != 1 else ''} "
                      f"(lower bound {s['lower_bound_chips']}), board {self.board}")
         if s.get("processes"):
             lines.append(f"network: {s['processes']} processes ({s['lava_library_processes']} Lava library processes "

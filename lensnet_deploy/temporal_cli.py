@@ -168,6 +168,9 @@ def compile_build(graph: nir.NIRGraph, inputs: Path | None, steps: int | None, t
     if not is_temporal_integer(graph):
         raise LensNetDeployError("compile takes an integer graph: quantize this graph with time first "
                                  "(lensnet-deploy quantize G.nir --calib X.npy --dt DT -o Q.nir)")
+    from .datasets import check_outputs_apart
+
+    check_outputs_apart([output / "model.q.nir", output / "plan.npz"], [("inputs", inputs)])
     x = read_inputs(inputs) if inputs is not None else None
     build = compile_temporal(TemporalModel(graph), target, board, inputs=x, steps=steps)
     out = build.save(output)

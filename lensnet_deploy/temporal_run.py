@@ -62,6 +62,10 @@ def run_temporal(graph_path: Path, inputs_path: Path, dt: float, method: str, re
         log(f"{name}: {timings[name]:.1f} s")
         return value
 
+    from .datasets import check_outputs_apart
+
+    written = [out / n for n in ("model.q.nir", "float.npz", "integer.npz", "metrics.json", "report.html", "build")]
+    check_outputs_apart(written, [("graph", graph_path), ("inputs", inputs_path), ("labels", labels_path)])
     graph: nir.NIRGraph = read_nir(graph_path)
     x = read_inputs(inputs_path)
     labels = _read_labels(labels_path, x.shape[0]) if labels_path is not None else None

@@ -229,3 +229,18 @@ def test_a_norse_file_through_lava_compile_deploy_and_run(tmp_path):
     assert metrics["lava"]["equal"] and metrics["lava"]["samples"] == 4
     assert "float_accuracy" in metrics["outputs"]["output"]
     assert "equal to the fast simulator" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_run_never_writes_over_its_inputs(tmp_path):
+    """``run G.nir`` with the output folder holding the graph under an output's name: refused in one
+    line, exit 2, the graph as it was."""
+    rng = np.random.default_rng(14)
+    graph = GRAPHS["lif_chain"](rng)
+    nir.write(tmp_path / "model.q.nir", graph)
+    np.save(tmp_path / "x.npy", spike_inputs(graph, rng, batch=2, steps=10))
+    before = (tmp_path / "model.q.nir").read_bytes()
+    r = installed("run", "model.q.nir", "--inputs", "x.npy", "--dt", "1e-3", "-o", ".", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "overwrite the input graph" in r.stderr
+    assert (tmp_path / "model.q.nir").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.q.nir", "x.npy"]
