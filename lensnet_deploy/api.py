@@ -263,16 +263,8 @@ def simulate(int_graph: IntegerModel | nir.NIRGraph, images: torch.Tensor, backe
 
 def _simulate_temporal(model, inputs, backend: str):
     """An integer model of a graph with time on ``fast``, ``reference`` or ``lava`` (Lava's own
-    bit-accurate processes): every Output node's values and every layer's spikes per step
-    (``IntRun``, aligned with the float reference)."""
-    from .hardware.integer import temporal as T
+    library processes, the samples streamed through one network): every Output node's values and
+    every layer's spikes per step (``IntRun``, aligned with the float reference)."""
+    from .hardware.model import TemporalModel
 
-    if backend == "lava":
-        from .hardware.lava.temporal import run_lava
-
-        return run_lava(model, inputs)
-    runners = {"fast": T.run_fast, "reference": T.run_reference}
-    if backend not in runners:
-        raise LensNetDeployError(f"unknown backend {backend!r} for a graph with time (available: fast, reference, "
-                                 "lava)")
-    return runners[backend](model, inputs)
+    return TemporalModel(model).simulate(inputs, backend)

@@ -244,3 +244,18 @@ def test_run_never_writes_over_its_inputs(tmp_path):
     assert "overwrite the input graph" in r.stderr
     assert (tmp_path / "model.q.nir").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.q.nir", "x.npy"]
+
+
+@pytest.mark.parametrize("command", [["simulate", "q.nir", "--backend", "lava", "--out", "y.npz"],
+                                     ["diff", "q.nir", "--backends", "fast", "lava"],
+                                     ["compile", "q.nir", "-o", "build"]])
+def test_inputs_of_the_wrong_shape_are_one_line_exit_2(files, command, tmp_path):
+    """An integer graph with time given sequences of another input shape: one line naming the
+    input and both shapes, exit 2, nothing written."""
+    assert installed("quantize", "g.nir", "--calib", "x.npy", "--dt", "1e-3", "-o", "q.nir", cwd=files).returncode == 0
+    np.save(files / "wrong.npy", np.zeros((2, 10, 5)))
+    before = sorted(p.name for p in files.iterdir())
+    r = installed(*command, "--inputs", "wrong.npy", cwd=files)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "input input: expected B×T×4, got 2×10×5" in r.stderr
+    assert sorted(p.name for p in files.iterdir()) == before

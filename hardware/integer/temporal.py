@@ -364,12 +364,21 @@ def quantize_temporal(graph: nir.NIRGraph, calibration: np.ndarray | dict, dt: f
 
 # --- running it: the int64 reference ------------------------------------------------------------------
 def integer_inputs(model: TemporalIntModel, inputs) -> dict[str, np.ndarray]:
+    """Each input's B×T×(shape) sequences as B×T×neurons int64; a wrong input name, shape or a
+    fractional count is one ``GraphError`` naming the input."""
     if not isinstance(inputs, dict):
         (name,) = model.inputs
         inputs = {name: inputs}
+    if set(inputs) != set(model.inputs):
+        raise GraphError(f"inputs {sorted(inputs)} do not match the graph's {sorted(model.inputs)}")
     out = {}
     for name, x in inputs.items():
         a = np.asarray(x, np.float64)
+        shape = tuple(model.inputs[name])
+        if a.ndim < 2 or int(np.prod(a.shape[2:])) != int(np.prod(shape)) or \
+                (a.ndim > 3 and tuple(a.shape[2:]) != shape):
+            raise GraphError(f"input {name}: expected B×T×{'×'.join(map(str, shape))}, got "
+                             f"{'×'.join(map(str, a.shape))}")
         if not np.array_equal(a, np.rint(a)):
             raise GraphError(f"input {name}: the integer model takes integer spike counts (graded input "
                              "comes later)")
